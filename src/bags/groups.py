@@ -1,0 +1,169 @@
+"""Balanced group assignment: bins of classes by training instance count.
+
+Logit layout (spec section 2): ``[bg, fg]`` for group 0, then for each group g >= 1
+``[others, classes of g in ascending order]``. Contiguous class ids run 1..C; 0 is background.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+DEFAULT_EDGES = (10, 100, 1000)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Which classes share a softmax.
+
+    ``members[k]`` holds the classes of group ``k + 1`` in ascending order; ``bins[k]`` is that
+    group's instance-count range ``(low, high)``, ``high`` None for the open last bin.
+    """
+
+    num_classes: int
+    members: tuple[tuple[int, ...], ...]
+    bins: tuple[tuple[int, int | None], ...]
+    edges: tuple[int, ...] = DEFAULT_EDGES
+
+    def __post_init__(self) -> None:
+        seen = sorted(c for group in self.members for c in group)
+        if seen != list(range(1, self.num_classes + 1)):
+            raise ValueError(
+                f"groups must hold every class 1..{self.num_classes} exactly once, got {len(seen)} "
+                "entries"
+            )
+        if any(len(group) == 0 for group in self.members):
+            raise ValueError("groups must not be empty")
+        if any(list(group) != sorted(group) for group in self.members):
+            raise ValueError("classes inside a group must be in ascending order")
+        if len(self.bins) != len(self.members):
+            raise ValueError(
+                f"expected {len(self.members)} bins, one per group, got {len(self.bins)}"
+            )
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of classes in each group g >= 1, in group order."""
+        return [len(group) for group in self.members]
+
+    @property
+    def num_groups(self) -> int:
+        """Groups including group 0 (background/foreground)."""
+        return len(self.members) + 1
+
+    @property
+    def num_logits(self) -> int:
+        return self.num_classes + 1 + self.num_groups
+
+    @property
+    def widths(self) -> list[int]:
+        """Logits per group, group 0 first."""
+        return [2] + [n + 1 for n in self.sizes]
+
+    @cached_property
+    def class_group(self) -> torch.Tensor:
+        """(C + 1,) group of each label; background is in group 0."""
+        table = torch.zeros(self.num_classes + 1, dtype=torch.long)
+        for g, group in enumerate(self.members, start=1):
+            table[list(group)] = g
+        return table
+
+    @cached_property
+    def targets(self) -> torch.Tensor:
+        """(C + 1, G) in-group target of each label: 0/1 in group 0, 0 ("others") elsewhere."""
+        table = torch.zeros(self.num_classes + 1, self.num_groups, dtype=torch.long)
+        table[1:, 0] = 1
+        for g, group in enumerate(self.members, start=1):
+            table[list(group), g] = torch.arange(1, len(group) + 1)
+        return table
+
+    @cached_property
+    def class_logit(self) -> torch.Tensor:
+        """(C,) logit column of class c at position c - 1."""
+        columns = torch.zeros(self.num_classes, dtype=torch.long)
+        start = 2
+        for group in self.members:
+            columns[[c - 1 for c in group]] = torch.arange(start + 1, start + 1 + len(group))
+            start += len(group) + 1
+        return columns
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "num_classes": self.num_classes,
+                "edges": list(self.edges),
+                "num_logits": self.num_logits,
+                "groups": [
+                    {"bin": list(bin_), "classes": list(group)}
+                    for bin_, group in zip(self.bins, self.members)
+                ],
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Groups:
+        try:
+            data = json.loads(text)
+            groups = cls(
+                num_classes=int(data["num_classes"]),
+                members=tuple(tuple(int(c) for c in g["classes"]) for g in data["groups"]),
+                bins=tuple((int(g["bin"][0]), _optional_int(g["bin"][1])) for g in data["groups"]),
+                edges=tuple(int(e) for e in data["edges"]),
+            )
+        except (KeyError, TypeError, IndexError, json.JSONDecodeError) as error:
+            raise ValueError(f"not a groups JSON document: {error!r}") from error
+        if "num_logits" in data and data["num_logits"] != groups.num_logits:
+            raise ValueError(
+                f"groups JSON says num_logits {data['num_logits']}, "
+                f"its groups give {groups.num_logits}"
+            )
+        return groups
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[arg-type]
+
+
+def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT_EDGES) -> Groups:
+    """Bin classes by training instance count.
+
+    ``instance_counts[i]`` is the count of class ``i + 1``. Bins are ``[0, e1), [e1, e2), ...,
+    [e_last, inf)``; a class with no training instance lands in the lowest bin, with a warning.
+    Empty bins are dropped.
+    """
+    edges = tuple(int(e) for e in edges)
+    if any(e <= 0 for e in edges) or any(a >= b for a, b in itertools.pairwise(edges)):
+        raise ValueError(f"edges must be positive and strictly increasing, got {list(edges)}")
+    counts = [int(n) for n in instance_counts]
+    if not counts:
+        raise ValueError("instance_counts is empty: expected one count per foreground class")
+    negative = [i + 1 for i, n in enumerate(counts) if n < 0]
+    if negative:
+        raise ValueError(f"instance counts must be >= 0; class(es) {negative[:10]} are negative")
+    unseen = [i + 1 for i, n in enumerate(counts) if n == 0]
+    if unseen:
+        warnings.warn(
+            f"{len(unseen)} class(es) have no training instance (e.g. {unseen[:10]}); "
+            "they go to the lowest group",
+            stacklevel=2,
+        )
+    lows = (0, *edges)
+    highs = (*edges, None)
+    members: list[list[int]] = [[] for _ in lows]
+    for c, n in enumerate(counts, start=1):
+        members[bisect.bisect_right(edges, n)].append(c)
+    kept = [k for k, group in enumerate(members) if group]
+    return Groups(
+        num_classes=len(counts),
+        members=tuple(tuple(members[k]) for k in kept),
+        bins=tuple((lows[k], highs[k]) for k in kept),
+        edges=edges,
+    )

@@ -1,0 +1,109 @@
+"""torchvision ``RoIHeads`` whose classification loss and scores come from a ``Classifier``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import boxes as box_ops
+
+from bags.classifiers import Classifier
+
+Detections = list[dict[str, torch.Tensor]]
+
+
+def box_regression_loss(
+    box_regression: torch.Tensor, labels: torch.Tensor, regression_targets: torch.Tensor
+) -> torch.Tensor:
+    """Class-specific smooth L1 on positive RoIs, as torchvision's ``fastrcnn_loss`` computes it."""
+    positive = torch.where(labels > 0)[0]
+    deltas = box_regression.reshape(box_regression.shape[0], -1, 4)[positive, labels[positive]]
+    loss = F.smooth_l1_loss(deltas, regression_targets[positive], beta=1 / 9, reduction="sum")
+    return loss / max(labels.numel(), 1)
+
+
+class LongTailRoIHeads(RoIHeads):
+    """Box-only RoI heads with a pluggable classification rule (no mask or keypoint branch)."""
+
+    def __init__(self, classifier: Classifier, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.classifier = classifier
+
+    @classmethod
+    def from_roi_heads(
+        cls,
+        heads: RoIHeads,
+        classifier: Classifier,
+        score_thresh: float | None = None,
+        detections_per_img: int = 300,
+    ) -> LongTailRoIHeads:
+        """Wrap the submodules of ``heads`` (weights shared, not copied) under a new rule."""
+        if heads.has_mask() or heads.has_keypoint():
+            raise ValueError(
+                "only box heads are supported: the model has a mask or keypoint branch"
+            )
+        new = cls(
+            classifier,
+            heads.box_roi_pool,
+            heads.box_head,
+            heads.box_predictor,
+            fg_iou_thresh=heads.proposal_matcher.high_threshold,
+            bg_iou_thresh=heads.proposal_matcher.low_threshold,
+            batch_size_per_image=heads.fg_bg_sampler.batch_size_per_image,
+            positive_fraction=heads.fg_bg_sampler.positive_fraction,
+            bbox_reg_weights=heads.box_coder.weights,
+            score_thresh=heads.score_thresh if score_thresh is None else score_thresh,
+            nms_thresh=heads.nms_thresh,
+            detections_per_img=detections_per_img,
+        )
+        return new
+
+    def forward(self, features, proposals, image_shapes, targets=None):  # type: ignore[override]
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode")
+            proposals, _, labels, regression_targets = self.select_training_samples(
+                proposals, targets
+            )
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        if self.training:
+            labels = torch.cat(labels)
+            losses = {
+                "loss_classifier": self.classifier.loss(class_logits, labels),
+                "loss_box_reg": box_regression_loss(
+                    box_regression, labels, torch.cat(regression_targets)
+                ),
+            }
+            return [], losses
+        boxes, scores, labels = self.postprocess_detections(
+            class_logits, box_regression, proposals, image_shapes
+        )
+        detections = [
+            {"boxes": b, "labels": lab, "scores": s} for b, s, lab in zip(boxes, scores, labels)
+        ]
+        return detections, {}
+
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
+        """Per-class boxes above ``score_thresh``, per-class NMS, top ``detections_per_img``."""
+        scores_all = self.classifier.scores(class_logits)
+        num_columns = scores_all.shape[1]
+        boxes_all = self.box_coder.decode(box_regression, proposals)
+        per_image = [len(p) for p in proposals]
+        out_boxes, out_scores, out_labels = [], [], []
+        for boxes, scores, shape in zip(
+            boxes_all.split(per_image), scores_all.split(per_image), image_shapes
+        ):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)[:, 1:].reshape(-1, 4)
+            labels = torch.arange(1, num_columns, device=scores.device).repeat(len(scores))
+            scores = scores[:, 1:].reshape(-1)
+            keep = torch.where(scores > self.score_thresh)[0]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
+            keep = keep[: self.detections_per_img]
+            out_boxes.append(boxes[keep])
+            out_scores.append(scores[keep])
+            out_labels.append(labels[keep])
+        return out_boxes, out_scores, out_labels
