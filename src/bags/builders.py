@@ -66,3 +66,12 @@ def small_faster_rcnn(
         box_score_thresh=score_thresh,
         box_detections_per_img=detections_per_img,
     )
+
+
+def build_detector(arch: dict, num_classes: int) -> FasterRCNN:
+    """A detector from its config: ``{"name": "small", ...keyword arguments}``."""
+    options = dict(arch)
+    name = options.pop("name", "small")
+    if name == "small":
+        return small_faster_rcnn(num_classes, **options)
+    raise ValueError(f"unknown detector {name!r}; known: small")

@@ -1,0 +1,48 @@
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/counts.smk"
+include: "workflow/rules/groups.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        TARGETS["comparison"],
+        TARGETS["weight_norms"],
+        TARGETS["weight_norms_bags"],
+        TARGETS["claims"],
+    default_target: True
+
+
+rule comparison:
+    input:
+        TARGETS["comparison"],
+
+
+rule weight_norms:
+    input:
+        TARGETS["weight_norms"],
+
+
+rule weight_norms_bags:
+    input:
+        TARGETS["weight_norms_bags"],
+
+
+rule claims:
+    input:
+        TARGETS["claims"],

@@ -1,0 +1,3 @@
+from bags.cli import main
+
+raise SystemExit(main())

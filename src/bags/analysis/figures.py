@@ -1,0 +1,114 @@
+"""Weight-norm figures: the paper's Figure 1 and a baseline-vs-BAGS norm comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from bags.io import atomic_path
+
+X_LABEL = "classes sorted by training instances"
+COUNT_LABEL = "training instances (log)"
+NORM_LABEL = "weight norm ||w||"
+NORM_MEAN_LABEL = "weight norm / mean"
+BAR_COLOR = "0.75"
+
+
+def save_figure(fig: Figure, stem: Path | str) -> None:
+    """Save `stem`.pdf and `stem`.png (dpi 150), each atomically, then close the figure."""
+    stem = Path(stem)
+    try:
+        for fmt in ("pdf", "png"):
+            with atomic_path(stem.with_name(f"{stem.name}.{fmt}")) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def sort_by_count(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by instance_count descending (ties by category_id), index reset."""
+    return frame.sort_values(
+        ["instance_count", "category_id"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+
+
+def plot_weight_norms(panels: Mapping[str, pd.DataFrame], stem: Path | str) -> None:
+    """Paper Figure 1: per panel, instance counts (log bars) and weight norms (right axis)."""
+    if not panels:
+        raise ValueError("no panels to plot")
+    sns.set_theme(style="white")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), squeeze=False)
+    for ax, (name, frame) in zip(axes[:, 0], panels.items()):
+        data = sort_by_count(frame)
+        x = np.arange(len(data))
+        ax.bar(x, data["instance_count"], width=1.0, color=BAR_COLOR, linewidth=0)
+        ax.set_yscale("log")
+        ax.set_xlim(-0.5, len(data) - 0.5)
+        ax.set_xlabel(X_LABEL)
+        ax.set_ylabel(COUNT_LABEL)
+        ax.set_title(name)
+        right = ax.twinx()
+        right.plot(x, data["norm"], color="C3", marker=".", markersize=3, linewidth=0.8)
+        right.set_ylabel(NORM_LABEL, color="C3")
+        right.tick_params(axis="y", colors="C3")
+    fig.tight_layout()
+    save_figure(fig, stem)
+
+
+def align_norms(norms: Mapping[str, pd.DataFrame], normalize: bool = True) -> pd.DataFrame:
+    """One row per category of the FIRST frame, sorted by its instance_count descending.
+
+    Columns: category_id, name, instance_count (from the first frame), then one column of norms
+    per model, matched by category_id (not by row order). With `normalize`, each model's norms are
+    divided by their mean, since softmax and BAGS norms can differ in scale.
+    """
+    if not norms:
+        raise ValueError("no norm tables to align")
+    first = next(iter(norms.values()))
+    out = sort_by_count(first)[["category_id", "name", "instance_count"]]
+    for model, frame in norms.items():
+        if model in out.columns:
+            raise ValueError(f"model name {model!r} clashes with a column name")
+        series = frame.set_index("category_id")["norm"]
+        if not series.index.is_unique:
+            raise ValueError(f"{model}: duplicate category_id in the norm table")
+        values = out["category_id"].map(series).astype(float)
+        if normalize:
+            values = values / series.mean()
+        out[model] = values.to_numpy()
+    return out
+
+
+def plot_norms_comparison(
+    norms: Mapping[str, pd.DataFrame], stem: Path | str, normalize: bool = True
+) -> None:
+    """Each model's norms as a line over classes sorted by the first model's instance counts."""
+    data = align_norms(norms, normalize=normalize)
+    sns.set_theme(style="white")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    x = np.arange(len(data))
+    counts_ax = ax.twinx()
+    counts_ax.bar(x, data["instance_count"], width=1.0, color=BAR_COLOR, alpha=0.5, linewidth=0)
+    counts_ax.set_yscale("log")
+    counts_ax.set_ylabel(COUNT_LABEL)
+    # Draw the lines above the bars of the twin axis.
+    ax.set_zorder(counts_ax.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for i, model in enumerate(norms):
+        ax.plot(x, data[model], color=f"C{i}", linewidth=0.9, label=model)
+    ax.set_xlim(-0.5, len(data) - 0.5)
+    ax.set_xlabel(X_LABEL)
+    ax.set_ylabel(NORM_MEAN_LABEL if normalize else NORM_LABEL)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    save_figure(fig, stem)

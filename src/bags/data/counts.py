@@ -1,0 +1,55 @@
+"""Per-category training instance and image counts, counted from the annotations."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from bags.data.annotations import load_annotations
+
+log = logging.getLogger(__name__)
+
+
+def count_instances(annotation_file: Path | str) -> pd.DataFrame:
+    """One row per category (ascending id): ``category_id, name, frequency, instance_count,
+    image_count``. Where the file has count fields that disagree with the boxes, warn."""
+    data = load_annotations(annotation_file)
+    instances = Counter(a["category_id"] for a in data["annotations"])
+    images = Counter(
+        cid for cid, _ in {(a["category_id"], a["image_id"]) for a in data["annotations"]}
+    )
+    rows = []
+    mismatched = []
+    for category in sorted(data["categories"], key=lambda c: c["id"]):
+        cid = category["id"]
+        row = {
+            "category_id": cid,
+            "name": category.get("name", str(cid)),
+            "frequency": category.get("frequency", ""),
+            "instance_count": instances[cid],
+            "image_count": images[cid],
+        }
+        for field in ("instance_count", "image_count"):
+            if field in category and category[field] != row[field]:
+                mismatched.append(f"{row['name']} {field} {category[field]} != {row[field]}")
+        rows.append(row)
+    if mismatched:
+        log.warning(
+            "%s: %d count field(s) disagree with the boxes counted, e.g. %s; using the counted "
+            "values",
+            annotation_file,
+            len(mismatched),
+            "; ".join(mismatched[:3]),
+        )
+    return pd.DataFrame(rows)
+
+
+def read_counts(path: Path | str) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    missing = {"category_id", "name", "instance_count"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: counts CSV lacks column(s) {sorted(missing)}")
+    return table.sort_values("category_id").reset_index(drop=True)

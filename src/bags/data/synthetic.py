@@ -1,0 +1,217 @@
+"""A synthetic long-tailed detection dataset in LVIS format, deterministic from a seed.
+
+Classes are shape x colour (8 x 5 = 40 by default). Objects are drawn at random scales on a
+noisy background with distractor blobs; images hold several objects. Training instance counts
+follow the configured long tail; the val split has the same number of instances of every class.
+Every image is exhaustively annotated, so each val image lists every absent class in
+``neg_category_ids`` and ``not_exhaustive_category_ids`` is empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bags.io import atomic_path
+
+SHAPES = ("square", "circle", "triangle", "diamond", "ring", "cross", "bar", "frame")
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 190, 60),
+    "blue": (50, 80, 230),
+    "yellow": (230, 210, 40),
+    "magenta": (200, 50, 200),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """``train_counts``: ``[number_of_classes, low, high]`` per tier; counts log-spaced in it."""
+
+    train_counts: Sequence[Sequence[int]]
+    val_per_class: int = 12
+    image_size: int = 64
+    min_size: int = 12
+    max_size: int = 26
+    max_objects: int = 4
+    seed: int = 0
+
+
+def class_names() -> list[str]:
+    return [f"{colour}_{shape}" for shape in SHAPES for colour in COLOURS]
+
+
+def tier_counts(train_counts: Sequence[Sequence[int]]) -> list[int]:
+    """Instance count per class, tier by tier, log-spaced from ``high`` down to ``low``."""
+    counts: list[int] = []
+    for n, low, high in train_counts:
+        if n < 1 or low < 1 or high < low:
+            raise ValueError(f"train_counts tier {[n, low, high]}: need n >= 1, 1 <= low <= high")
+        steps = np.geomspace(high, low, n) if n > 1 else np.array([high])
+        counts += [round(float(v)) for v in steps]
+    return counts
+
+
+def shape_mask(shape: str, size: int) -> np.ndarray:
+    """Boolean (size, size) mask of one shape filling its box."""
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    u, v = (x / size) * 2 - 1, (y / size) * 2 - 1  # -1..1
+    radius = np.hypot(u, v)
+    masks = {
+        "square": np.ones((size, size), bool),
+        "circle": radius <= 1,
+        "triangle": (v >= -1) & (np.abs(u) <= (v + 1) / 2),
+        "diamond": np.abs(u) + np.abs(v) <= 1,
+        "ring": (radius <= 1) & (radius >= 0.55),
+        "cross": (np.abs(u) <= 0.3) | (np.abs(v) <= 0.3),
+        "bar": np.abs(v) <= 1,  # filled with stripes below
+        "frame": (np.abs(u) >= 0.6) | (np.abs(v) >= 0.6),
+    }
+    mask = masks[shape]
+    if shape == "bar":
+        mask = mask & ((np.floor((y * 4) / size) % 2) == 0)
+    return mask
+
+
+def _place(rng: np.random.Generator, sizes: list[int], image_size: int) -> list[tuple[int, int]]:
+    """Top-left corners for boxes of the given sizes with little overlap (best effort)."""
+    placed: list[tuple[int, int, int]] = []
+    for size in sizes:
+        best = None
+        for _ in range(20):
+            x, y = (int(v) for v in rng.integers(0, image_size - size + 1, 2))
+            overlap = max((_iou((x, y, size), other) for other in placed), default=0.0)
+            if best is None or overlap < best[0]:
+                best = (overlap, x, y)
+            if overlap < 0.1:
+                break
+        assert best is not None
+        placed.append((best[1], best[2], size))
+    return [(x, y) for x, y, _ in placed]
+
+
+def _iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    (ax, ay, asz), (bx, by, bsz) = a, b
+    w = max(0, min(ax + asz, bx + bsz) - max(ax, bx))
+    h = max(0, min(ay + asz, by + bsz) - max(ay, by))
+    inter = w * h
+    return inter / (asz * asz + bsz * bsz - inter)
+
+
+def _render(rng, labels, names, spec) -> tuple[np.ndarray, list[list[float]]]:
+    n = spec.image_size
+    image = rng.normal(110, 25, (n, n, 3))
+    for _ in range(int(rng.integers(1, 4))):  # clutter: grey blobs that are not objects
+        cx, cy, r = [*rng.integers(0, n, 2).tolist(), int(rng.integers(3, 8))]
+        y, x = np.ogrid[0:n, 0:n]
+        image[(x - cx) ** 2 + (y - cy) ** 2 <= r * r] = rng.integers(60, 180)
+    sizes = [int(rng.integers(spec.min_size, spec.max_size + 1)) for _ in labels]
+    boxes = []
+    for label, size, (x, y) in zip(labels, sizes, _place(rng, sizes, n)):
+        colour, shape = names[label - 1].split("_")
+        mask = shape_mask(shape, size)
+        tint = np.array(COLOURS[colour]) + rng.normal(0, 12, 3)
+        image[y : y + size, x : x + size][mask] = tint
+        rows, cols = np.nonzero(mask)
+        boxes.append(
+            [
+                x + cols.min(),
+                y + rows.min(),
+                cols.max() - cols.min() + 1,
+                rows.max() - rows.min() + 1,
+            ]
+        )
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), [[float(v) for v in b] for b in boxes]
+
+
+def _split(rng, counts: list[int], max_objects: int) -> list[list[int]]:
+    """Shuffle the instances of every class and cut them into images of 1..max_objects."""
+    instances = np.repeat(np.arange(1, len(counts) + 1), counts)
+    rng.shuffle(instances)
+    images, start = [], 0
+    while start < len(instances):
+        k = int(rng.integers(1, max_objects + 1))
+        images.append([int(c) for c in instances[start : start + k]])
+        start += k
+    return images
+
+
+def frequency(image_count: int) -> str:
+    """LVIS frequency by training image count: r 1-10, c 11-100, f > 100."""
+    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
+
+
+def generate(spec: SyntheticSpec, root: Path) -> None:
+    """Write ``root/train.json``, ``root/val.json`` and ``root/images/{train,val}/*.png``."""
+    names = class_names()
+    counts = tier_counts(spec.train_counts)
+    if len(counts) > len(names):
+        raise ValueError(f"at most {len(names)} synthetic classes, train_counts asks {len(counts)}")
+    names = names[: len(counts)]
+    rng = np.random.default_rng(spec.seed)
+    # Which class gets which count is random, so frequency is unrelated to shape or colour.
+    order = rng.permutation(len(counts))
+    class_counts = [counts[i] for i in order]
+    splits = {
+        "train": _split(rng, class_counts, spec.max_objects),
+        "val": _split(rng, [spec.val_per_class] * len(counts), spec.max_objects),
+    }
+    documents = {}
+    next_image_id = 1
+    for split, image_labels in splits.items():
+        folder = root / "images" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for labels in image_labels:
+            pixels, boxes = _render(rng, labels, names, spec)
+            file_name = f"{split}/{next_image_id:06d}.png"
+            Image.fromarray(pixels).save(root / "images" / file_name)
+            record = {
+                "id": next_image_id,
+                "file_name": file_name,
+                "width": spec.image_size,
+                "height": spec.image_size,
+                "neg_category_ids": sorted(set(range(1, len(names) + 1)) - set(labels)),
+                "not_exhaustive_category_ids": [],
+            }
+            images.append(record)
+            for label, (x, y, w, h) in zip(labels, boxes):
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": next_image_id,
+                        "category_id": label,
+                        "bbox": [x, y, w, h],
+                        "area": w * h,
+                        "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+                    }
+                )
+            next_image_id += 1
+        documents[split] = {"images": images, "annotations": annotations}
+    train = documents["train"]["annotations"]
+    categories = []
+    for c, name in enumerate(names, start=1):
+        instance_count = sum(1 for a in train if a["category_id"] == c)
+        image_count = len({a["image_id"] for a in train if a["category_id"] == c})
+        categories.append(
+            {
+                "id": c,
+                "name": name,
+                "synset": f"synthetic.{name}",
+                "frequency": frequency(image_count),
+                "image_count": image_count,
+                "instance_count": instance_count,
+            }
+        )
+    for split, document in documents.items():
+        document["categories"] = categories
+        document["info"] = {"description": f"synthetic long-tailed detection, {split}"}
+        document["licenses"] = []
+        with atomic_path(root / f"{split}.json") as tmp:
+            tmp.write_text(json.dumps(document))

@@ -1,0 +1,62 @@
+"""Saving and loading trained detectors with what is needed to rebuild them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.models.detection import FasterRCNN
+
+from bags.builders import build_detector
+from bags.detector import to_group_softmax, to_softmax
+from bags.groups import Groups
+from bags.io import atomic_path
+
+
+def make_detector(
+    meta: dict[str, Any], score_thresh: float | None = None, detections: int = 300
+) -> FasterRCNN:
+    """Build the detector ``meta`` describes: arch, num_classes, classifier (and groups)."""
+    model = build_detector(meta["arch"], meta["num_classes"])
+    classifier = meta["classifier"]
+    if classifier == "bags":
+        groups = Groups.from_json(meta["groups"])
+        return to_group_softmax(
+            model, groups, meta.get("beta", 8.0), None, score_thresh, detections
+        )
+    if classifier == "softmax":
+        return to_softmax(model, score_thresh, detections)
+    raise ValueError(f"unknown classifier {classifier!r}; known: softmax, bags")
+
+
+def save_model(path: Path | str, model: FasterRCNN, meta: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
+
+
+def read_model_file(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a damaged file
+        raise ValueError(f"{path}: not a readable model file ({error})") from error
+    if not isinstance(content, dict) or not {"meta", "state_dict"} <= content.keys():
+        raise ValueError(f"{path}: not a bags model file (expected 'meta' and 'state_dict')")
+    return content
+
+
+def load_model(
+    path: Path | str, score_thresh: float | None = None, detections: int = 300
+) -> tuple[FasterRCNN, dict[str, Any]]:
+    content = read_model_file(path)
+    model = make_detector(content["meta"], score_thresh, detections)
+    try:
+        model.load_state_dict(content["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{path}: weights do not fit the detector it describes ({error})"
+        ) from error
+    return model, content["meta"]

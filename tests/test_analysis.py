@@ -1,0 +1,231 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bags.analysis.claims import (
+    Claim,
+    check_claims,
+    coefficient_of_variation,
+    spearman,
+    write_claims,
+)
+from bags.analysis.figures import align_norms, plot_norms_comparison, plot_weight_norms
+from bags.analysis.tables import comparison_table, to_latex, to_markdown, write_table
+from bags.io import atomic_path, write_text_atomic
+
+METRICS = {
+    "baseline": {"AP": 20.98, "APr": 3.0, "APc": 19.2, "APf": None, "AP1": 0.0},
+    "BAGS": {"AP": 25.96, "APr": 17.66, "APc": 25.75, "APf": 29.55, "AP1": 11.04},
+}
+
+
+def norm_frame(counts, norms, ids=None) -> pd.DataFrame:
+    ids = list(range(1, len(counts) + 1)) if ids is None else ids
+    return pd.DataFrame(
+        {
+            "category_id": ids,
+            "name": [f"c{i}" for i in ids],
+            "instance_count": counts,
+            "norm": norms,
+        }
+    )
+
+
+# --- io ---------------------------------------------------------------------------------------
+
+
+def test_atomic_path_replaces_on_success_and_cleans_up_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    write_text_atomic(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    # Same permissions as a plainly created file (mkstemp would give 0600).
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert target.stat().st_mode == plain.stat().st_mode
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def test_comparison_table_rows_columns_values_and_nan():
+    table = comparison_table(METRICS, columns=("AP", "APr", "APf", "AP4"))
+    assert list(table.columns) == ["method", "AP", "APr", "APf", "AP4"]
+    assert list(table["method"]) == ["baseline", "BAGS"]
+    assert table.loc[1, "APr"] == pytest.approx(17.66)
+    assert math.isnan(table.loc[0, "APf"])  # None
+    assert table["AP4"].isna().all()  # missing key
+    assert table.loc[1, "APf"] == pytest.approx(29.55)
+
+
+def test_comparison_table_default_columns_keep_method_order():
+    table = comparison_table({"b": {"AP": 1.0}, "a": {"AP": 2.0}})
+    assert list(table.columns) == ["method", "AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
+    assert list(table["method"]) == ["b", "a"]
+
+
+def test_markdown_one_decimal_and_dash_for_nan():
+    md = to_markdown(comparison_table(METRICS, columns=("AP", "APr", "APf")))
+    lines = md.strip().splitlines()
+    assert lines[0] == "| method | AP | APr | APf |"
+    assert set(lines[1].replace(" ", "")) <= set("|-:")
+    assert lines[2] == "| baseline | 21.0 | 3.0 | - |"
+    assert lines[3] == "| BAGS | 26.0 | 17.7 | 29.6 |"
+
+
+def test_latex_booktabs_and_bold_best_per_column_ignoring_nan():
+    table = comparison_table(
+        {"x_1": {"AP": 20.98, "APr": 9.0, "APf": None}, "y": {"AP": 25.96, "APr": 3.0}},
+        columns=("AP", "APr", "APf"),
+    )
+    tex = to_latex(table, caption="LVIS v0.5")
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert tex.count(rule) == 1
+    assert "\\caption{LVIS v0.5}" in tex
+    assert "x\\_1 & 21.0 & \\textbf{9.0} & - \\\\" in tex  # escaped name; APf all NaN
+    assert "y & \\textbf{26.0} & 3.0 & - \\\\" in tex
+    assert tex.count("\\textbf") == 2
+
+
+def test_write_table_writes_three_files(tmp_path):
+    table = comparison_table(METRICS)
+    write_table(table, tmp_path / "main", caption="Box AP")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main.csv", "main.md", "main.tex"]
+    back = pd.read_csv(tmp_path / "main.csv")
+    pd.testing.assert_frame_equal(back, table)
+    md = (tmp_path / "main.md").read_text()
+    assert "| BAGS | 26.0 | 17.7 |" in md and "Box AP" in md
+    assert "\\bottomrule" in (tmp_path / "main.tex").read_text()
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def assert_pdf_png(tmp_path, stem):
+    pdf, png = tmp_path / f"{stem}.pdf", tmp_path / f"{stem}.png"
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([pdf.name, png.name])
+
+
+def test_plot_weight_norms_writes_pdf_and_png(tmp_path):
+    panels = {
+        "balanced": norm_frame([50, 60, 55, 40], [1.0, 1.1, 1.0, 0.9]),
+        "long-tailed": norm_frame([1, 1000, 30, 5, 200], [0.5, 2.0, 1.2, 0.8, 1.6]),
+    }
+    plot_weight_norms(panels, tmp_path / "fig1")
+    assert_pdf_png(tmp_path, "fig1")
+
+
+def test_plot_norms_comparison_writes_pdf_and_png(tmp_path):
+    base = norm_frame([1, 1000, 30, 5], [0.5, 2.0, 1.2, 0.8])
+    bags = norm_frame([1, 1000, 30, 5], [10.0, 11.0, 10.5, 10.2])
+    plot_norms_comparison({"baseline": base, "BAGS": bags}, tmp_path / "norms")
+    assert_pdf_png(tmp_path, "norms")
+
+
+def test_align_norms_matches_by_category_id_not_row_order():
+    base = norm_frame([5, 100, 20], [1.0, 3.0, 2.0], ids=[7, 3, 9])
+    # Same categories, rows shuffled, different counts (must be ignored: the first frame sorts).
+    bags = norm_frame([0, 0, 0], [30.0, 10.0, 20.0], ids=[3, 7, 9]).iloc[[2, 0, 1]]
+    raw = align_norms({"baseline": base, "BAGS": bags}, normalize=False)
+    assert list(raw.columns) == ["category_id", "name", "instance_count", "baseline", "BAGS"]
+    assert list(raw["category_id"]) == [3, 9, 7]  # by the first frame's count, descending
+    assert list(raw["instance_count"]) == [100, 20, 5]
+    assert list(raw["baseline"]) == [3.0, 2.0, 1.0]
+    assert list(raw["BAGS"]) == [30.0, 20.0, 10.0]
+
+    scaled = align_norms({"baseline": base, "BAGS": bags})
+    np.testing.assert_allclose(scaled["baseline"], [1.5, 1.0, 0.5])
+    np.testing.assert_allclose(scaled["BAGS"], [1.5, 1.0, 0.5])
+
+
+def test_align_norms_missing_category_is_nan():
+    base = norm_frame([5, 100], [1.0, 3.0], ids=[1, 2])
+    other = norm_frame([5], [4.0], ids=[2])
+    out = align_norms({"a": base, "b": other}, normalize=False)
+    assert out["b"].iloc[0] == 4.0 and math.isnan(out["b"].iloc[1])
+
+
+# --- claims -----------------------------------------------------------------------------------
+
+COUNTS = [1, 3, 8, 20, 60, 150, 400, 1000, 3000, 9000]
+RISING = [float(c) for c in COUNTS]  # norms = counts -> rho 1
+SHUFFLED = [60.0, 1.0, 9000.0, 3.0, 400.0, 8.0, 1000.0, 20.0, 150.0, 3000.0]
+FLAT = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.1, 0.9, 1.0]
+GOOD = ({"AP": 21.0, "APr": 3.0}, {"AP": 26.0, "APr": 17.7})
+
+
+def test_spearman_and_cv_by_hand():
+    assert spearman(pd.Series(COUNTS), pd.Series(RISING)) == pytest.approx(1.0)
+    assert spearman(pd.Series([1, 2, 3]), pd.Series([3, 2, 1])) == pytest.approx(-1.0)
+    # Ties get average ranks: ranks (1, 2.5, 2.5, 4) vs (1, 2, 3, 4).
+    assert spearman(pd.Series([1, 2, 2, 3]), pd.Series([1, 2, 3, 4])) == pytest.approx(
+        np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1]
+    )
+    rho = spearman(pd.Series(COUNTS), pd.Series(SHUFFLED))
+    assert abs(rho) < 0.5
+    # CV of [1, 3]: mean 2, population std 1 -> 0.5 (sample std would give 0.707).
+    assert coefficient_of_variation(pd.Series([1.0, 3.0])) == pytest.approx(0.5)
+
+
+def test_all_claims_pass():
+    lt = norm_frame(COUNTS, RISING)
+    bal = norm_frame([100] * 10, FLAT)
+    bags = norm_frame(COUNTS, SHUFFLED).iloc[::-1]  # row order must not matter
+    claims = check_claims(lt, bal, bags, *GOOD)
+    assert len(claims) == 4
+    assert all(isinstance(c, Claim) for c in claims)
+    assert [c.passed for c in claims] == [True, True, True, True]
+    assert "rho = 1.00 (>= 0.5)" in claims[0].measured
+
+
+def test_each_claim_fails():
+    # 1 and 4: baseline norms unrelated to counts; BAGS norms rise with them.
+    lt = norm_frame(COUNTS, SHUFFLED)
+    # 2: balanced norms as spread as the baseline's (same CV).
+    bal = norm_frame([100] * 10, [2 * v for v in SHUFFLED])
+    bags = norm_frame(COUNTS, RISING)
+    claims = check_claims(lt, bal, bags, {"AP": 21.0, "APr": 3.0}, {"AP": 26.0, "APr": 7.9})
+    assert [c.passed for c in claims] == [False, False, False, False]
+
+
+def test_claim_thresholds_and_ap_condition():
+    lt = norm_frame(COUNTS, RISING)
+    cv_lt = coefficient_of_variation(pd.Series(RISING))
+    # Balanced CV exactly cv_lt / 2 passes at cv_ratio 2 (>=), fails at 2.01.
+    bal_norms = [1 + (v - np.mean(RISING)) / np.mean(RISING) / 2 for v in RISING]
+    assert coefficient_of_variation(pd.Series(bal_norms)) == pytest.approx(cv_lt / 2)
+    bal = norm_frame([100] * 10, bal_norms)
+    bags = norm_frame(COUNTS, FLAT)
+    assert check_claims(lt, bal, bags, *GOOD, cv_ratio=1.99)[1].passed
+    assert not check_claims(lt, bal, bags, *GOOD, cv_ratio=2.01)[1].passed
+    # APr gain enough but AP drops -> claim 3 fails; missing APr -> fails.
+    assert not check_claims(lt, bal, bags, {"AP": 21.0, "APr": 3.0}, {"AP": 20.9, "APr": 20.0})[
+        2
+    ].passed
+    assert not check_claims(lt, bal, bags, {"AP": 21.0, "APr": None}, {"AP": 26.0, "APr": 20.0})[
+        2
+    ].passed
+    # rho just below min_rho fails claim 1.
+    assert not check_claims(lt, bal, bags, *GOOD, min_rho=1.01)[0].passed
+
+
+def test_write_claims_markdown(tmp_path):
+    claims = [Claim("a rises", "rho = 0.91 (>= 0.5)", True), Claim("b | c", "x", False)]
+    path = tmp_path / "claims.md"
+    write_claims(claims, path, title="Claims on LVIS v0.5")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# Claims on LVIS v0.5"
+    assert "| a rises | rho = 0.91 (>= 0.5) | PASS |" in lines
+    assert "| b \\| c | x | FAIL |" in lines
+    assert lines[-1] == "1 of 2 claims pass"
+    assert [p.name for p in tmp_path.iterdir()] == ["claims.md"]

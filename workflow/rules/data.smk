@@ -1,0 +1,20 @@
+# Dataset stage: LVIS-format train/val JSON and images for each configured dataset.
+# Sources: "synthetic" (generated here). Real LVIS plugs in as another source with the same outputs.
+
+
+rule synthesize:
+    output:
+        train=f"{EXP}/data/{{dataset}}/train.json",
+        val=f"{EXP}/data/{{dataset}}/val.json",
+        images=directory(f"{EXP}/data/{{dataset}}/images"),
+    params:
+        spec=lambda wc: as_json(config["datasets"][wc.dataset]["synthetic"]),
+        root=lambda wc: f"{EXP}/data/{wc.dataset}",
+    log:
+        f"{EXP}/logs/synthesize/{{dataset}}.log",
+    benchmark:
+        f"{EXP}/benchmarks/synthesize/{{dataset}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{BAGS} synthesize --spec {params.spec} --out {params.root} 2> {log}"

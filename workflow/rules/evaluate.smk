@@ -1,0 +1,60 @@
+rule infer:
+    input:
+        model=f"{EXP}/runs/{{dataset}}/{{method}}/model.pt",
+        val=f"{EXP}/data/{{dataset}}/val.json",
+        images=f"{EXP}/data/{{dataset}}/images",
+    output:
+        f"{EXP}/runs/{{dataset}}/{{method}}/detections.json",
+    params:
+        score_thresh=config["inference"]["score_thresh"],
+        max_dets=config["inference"]["max_dets"],
+        batch_size=config["inference"]["batch_size"],
+    threads: config["threads"]
+    log:
+        f"{EXP}/logs/infer/{{dataset}}_{{method}}.log",
+    benchmark:
+        f"{EXP}/benchmarks/infer/{{dataset}}_{{method}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{BAGS} infer --model {input.model} --annotations {input.val} --images {input.images} "
+        "--score-thresh {params.score_thresh} --max-dets {params.max_dets} "
+        "--batch-size {params.batch_size} --threads {threads} --out {output} 2> {log}"
+
+
+rule evaluate:
+    input:
+        val=f"{EXP}/data/{{dataset}}/val.json",
+        detections=f"{EXP}/runs/{{dataset}}/{{method}}/detections.json",
+        counts=f"{EXP}/counts/{{dataset}}.csv",
+    output:
+        f"{EXP}/runs/{{dataset}}/{{method}}/metrics.json",
+    params:
+        edges=" ".join(str(e) for e in config["groups"]["edges"]),
+        max_dets=config["inference"]["max_dets"],
+    log:
+        f"{EXP}/logs/evaluate/{{dataset}}_{{method}}.log",
+    benchmark:
+        f"{EXP}/benchmarks/evaluate/{{dataset}}_{{method}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{BAGS} evaluate --annotations {input.val} --detections {input.detections} "
+        "--counts {input.counts} --edges {params.edges} --max-dets {params.max_dets} "
+        "--out {output} 2> {log}"
+
+
+rule norms:
+    input:
+        model=f"{EXP}/runs/{{dataset}}/{{method}}/model.pt",
+        counts=f"{EXP}/counts/{{dataset}}.csv",
+    output:
+        f"{EXP}/runs/{{dataset}}/{{method}}/weight_norms.csv",
+    log:
+        f"{EXP}/logs/norms/{{dataset}}_{{method}}.log",
+    benchmark:
+        f"{EXP}/benchmarks/norms/{{dataset}}_{{method}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{BAGS} norms --model {input.model} --counts {input.counts} --out {output} 2> {log}"
