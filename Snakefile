@@ -20,12 +20,12 @@ include: "workflow/rules/tables.smk"
 
 
 rule all:
+    default_target: True
     input:
         TARGETS["comparison"],
         TARGETS["weight_norms"],
         TARGETS["weight_norms_bags"],
         TARGETS["claims"],
-    default_target: True
 
 
 rule comparison:

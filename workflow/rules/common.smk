@@ -1,13 +1,15 @@
 import json
+import os
 
 EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
-BAGS = "python -m bags"
 
 TARGETS = {
     "comparison": expand(f"{EXP}/tables/comparison.{{ext}}", ext=["csv", "md", "tex"]),
     "weight_norms": expand(f"{EXP}/figures/weight_norms.{{ext}}", ext=["pdf", "png"]),
-    "weight_norms_bags": expand(f"{EXP}/figures/weight_norms_bags.{{ext}}", ext=["pdf", "png"]),
+    "weight_norms_bags": expand(
+        f"{EXP}/figures/weight_norms_bags.{{ext}}", ext=["pdf", "png"]
+    ),
     "claims": f"{EXP}/claims.md",
 }
 
@@ -19,7 +21,7 @@ wildcard_constraints:
 
 def as_json(value):
     """A config section as a single-quoted JSON shell argument."""
-    return "'" + json.dumps(value) + "'"
+    return f"'{json.dumps(value)}'"
 
 
 def dataset_file(dataset, name):

@@ -10,4 +10,4 @@ rule count:
     conda:
         ENV
     shell:
-        "{BAGS} count --annotations {input} --out {output} 2> {log}"
+        "python -m bags count --annotations {input} --out {output} 2> {log}"

@@ -7,14 +7,14 @@ rule synthesize:
         train=f"{EXP}/data/{{dataset}}/train.json",
         val=f"{EXP}/data/{{dataset}}/val.json",
         images=directory(f"{EXP}/data/{{dataset}}/images"),
-    params:
-        spec=lambda wc: as_json(config["datasets"][wc.dataset]["synthetic"]),
-        root=lambda wc: f"{EXP}/data/{wc.dataset}",
     log:
         f"{EXP}/logs/synthesize/{{dataset}}.log",
     benchmark:
         f"{EXP}/benchmarks/synthesize/{{dataset}}.tsv"
     conda:
         ENV
+    params:
+        spec=lambda wc: as_json(config["datasets"][wc.dataset]["synthetic"]),
+        root=lambda wc: f"{EXP}/data/{wc.dataset}",
     shell:
-        "{BAGS} synthesize --spec {params.spec} --out {params.root} 2> {log}"
+        "python -m bags synthesize --spec {params.spec} --out {params.root} 2> {log}"

@@ -5,19 +5,19 @@ rule infer:
         images=f"{EXP}/data/{{dataset}}/images",
     output:
         f"{EXP}/runs/{{dataset}}/{{method}}/detections.json",
-    params:
-        score_thresh=config["inference"]["score_thresh"],
-        max_dets=config["inference"]["max_dets"],
-        batch_size=config["inference"]["batch_size"],
-    threads: config["threads"]
     log:
         f"{EXP}/logs/infer/{{dataset}}_{{method}}.log",
     benchmark:
         f"{EXP}/benchmarks/infer/{{dataset}}_{{method}}.tsv"
     conda:
         ENV
+    threads: config["threads"]
+    params:
+        score_thresh=config["inference"]["score_thresh"],
+        max_dets=config["inference"]["max_dets"],
+        batch_size=config["inference"]["batch_size"],
     shell:
-        "{BAGS} infer --model {input.model} --annotations {input.val} --images {input.images} "
+        "python -m bags infer --model {input.model} --annotations {input.val} --images {input.images} "
         "--score-thresh {params.score_thresh} --max-dets {params.max_dets} "
         "--batch-size {params.batch_size} --threads {threads} --out {output} 2> {log}"
 
@@ -29,17 +29,17 @@ rule evaluate:
         counts=f"{EXP}/counts/{{dataset}}.csv",
     output:
         f"{EXP}/runs/{{dataset}}/{{method}}/metrics.json",
-    params:
-        edges=" ".join(str(e) for e in config["groups"]["edges"]),
-        max_dets=config["inference"]["max_dets"],
     log:
         f"{EXP}/logs/evaluate/{{dataset}}_{{method}}.log",
     benchmark:
         f"{EXP}/benchmarks/evaluate/{{dataset}}_{{method}}.tsv"
     conda:
         ENV
+    params:
+        edges=" ".join(str(e) for e in config["groups"]["edges"]),
+        max_dets=config["inference"]["max_dets"],
     shell:
-        "{BAGS} evaluate --annotations {input.val} --detections {input.detections} "
+        "python -m bags evaluate --annotations {input.val} --detections {input.detections} "
         "--counts {input.counts} --edges {params.edges} --max-dets {params.max_dets} "
         "--out {output} 2> {log}"
 
@@ -57,4 +57,4 @@ rule norms:
     conda:
         ENV
     shell:
-        "{BAGS} norms --model {input.model} --counts {input.counts} --out {output} 2> {log}"
+        "python -m bags norms --model {input.model} --counts {input.counts} --out {output} 2> {log}"

@@ -9,16 +9,16 @@ rule plot_weight_norms:
             caption="../report/weight_norms.rst",
             category="Figures",
         ),
-    params:
-        stem=f"{EXP}/figures/weight_norms",
     log:
         f"{EXP}/logs/figures/weight_norms.log",
     benchmark:
         f"{EXP}/benchmarks/figures/weight_norms.tsv"
     conda:
         ENV
+    params:
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "{BAGS} figure weight_norms --norms balanced={input.balanced} "
+        "python -m bags figure weight_norms --norms balanced={input.balanced} "
         "long-tailed={input.longtail} --out-stem {params.stem} 2> {log}"
 
 
@@ -33,16 +33,16 @@ rule plot_weight_norms_bags:
             caption="../report/weight_norms_bags.rst",
             category="Figures",
         ),
-    params:
-        stem=f"{EXP}/figures/weight_norms_bags",
     log:
         f"{EXP}/logs/figures/weight_norms_bags.log",
     benchmark:
         f"{EXP}/benchmarks/figures/weight_norms_bags.tsv"
     conda:
         ENV
+    params:
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
     shell:
-        "{BAGS} figure weight_norms_bags --norms baseline={input.baseline} "
+        "python -m bags figure weight_norms_bags --norms baseline={input.baseline} "
         "BAGS={input.bags} --out-stem {params.stem} 2> {log}"
 
 
@@ -55,16 +55,16 @@ rule check_claims:
         bags_metrics=f"{EXP}/runs/longtail/bags/metrics.json",
     output:
         report(f"{EXP}/claims.md", caption="../report/claims.rst", category="Claims"),
-    params:
-        title=f"Claims of the paper on the {config['experiment']} experiment",
     log:
         f"{EXP}/logs/claims.log",
     benchmark:
         f"{EXP}/benchmarks/claims.tsv"
     conda:
         ENV
+    params:
+        title=f"Claims of the paper on the {config['experiment']} experiment",
     shell:
-        "{BAGS} claims --baseline-norms {input.baseline_norms} "
+        "python -m bags claims --baseline-norms {input.baseline_norms} "
         "--balanced-norms {input.balanced_norms} --bags-norms {input.bags_norms} "
         "--baseline-metrics {input.baseline_metrics} --bags-metrics {input.bags_metrics} "
         "--title '{params.title}' --out {output} 2> {log}"

@@ -10,15 +10,15 @@ rule comparison_table:
         ),
         md=f"{EXP}/tables/comparison.md",
         tex=f"{EXP}/tables/comparison.tex",
-    params:
-        stem=f"{EXP}/tables/comparison",
-        caption=f"Box AP on the {config['experiment']} val split (percent).",
     log:
         f"{EXP}/logs/tables/comparison.log",
     benchmark:
         f"{EXP}/benchmarks/tables/comparison.tsv"
     conda:
         ENV
+    params:
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
+        caption=f"Box AP on the {config['experiment']} val split (percent).",
     shell:
-        "{BAGS} table --metrics baseline={input.baseline} BAGS={input.bags} "
+        "python -m bags table --metrics baseline={input.baseline} BAGS={input.bags} "
         "--caption '{params.caption}' --out-stem {params.stem} 2> {log}"

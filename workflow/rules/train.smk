@@ -9,19 +9,19 @@ rule train_baseline:
     output:
         model=f"{EXP}/runs/{{dataset}}/baseline/model.pt",
         log=f"{EXP}/runs/{{dataset}}/baseline/train_log.csv",
-    params:
-        arch=as_json(config["model"]),
-        train=as_json(config["baseline"]),
-        work_dir=lambda wc: f"{EXP}/checkpoints/{wc.dataset}/baseline",
-    threads: config["threads"]
     log:
         f"{EXP}/logs/train/{{dataset}}_baseline.log",
     benchmark:
         f"{EXP}/benchmarks/train/{{dataset}}_baseline.tsv"
     conda:
         ENV
+    threads: config["threads"]
+    params:
+        arch=as_json(config["model"]),
+        train=as_json(config["baseline"]),
+        work_dir=lambda wc: f"{EXP}/checkpoints/{wc.dataset}/baseline",
     shell:
-        "{BAGS} train --annotations {input.train} --images {input.images} "
+        "python -m bags train --annotations {input.train} --images {input.images} "
         "--arch {params.arch} --train {params.train} --out {output.model} "
         "--log {output.log} --work-dir {params.work_dir} --threads {threads} 2> {log}"
 
@@ -35,18 +35,18 @@ rule train_bags:
     output:
         model=f"{EXP}/runs/longtail/bags/model.pt",
         log=f"{EXP}/runs/longtail/bags/train_log.csv",
-    params:
-        train=as_json(config["bags"]),
-        work_dir=f"{EXP}/checkpoints/longtail/bags",
-    threads: config["threads"]
     log:
         f"{EXP}/logs/train/longtail_bags.log",
     benchmark:
         f"{EXP}/benchmarks/train/longtail_bags.tsv"
     conda:
         ENV
+    threads: config["threads"]
+    params:
+        train=as_json(config["bags"]),
+        work_dir=f"{EXP}/checkpoints/longtail/bags",
     shell:
-        "{BAGS} train --annotations {input.train} --images {input.images} "
+        "python -m bags train --annotations {input.train} --images {input.images} "
         "--init {input.baseline} --groups {input.groups} --train {params.train} "
         "--out {output.model} --log {output.log} --work-dir {params.work_dir} "
         "--threads {threads} 2> {log}"

@@ -48,6 +48,7 @@ def plot_weight_norms(panels: Mapping[str, pd.DataFrame], stem: Path | str) -> N
         raise ValueError("no panels to plot")
     sns.set_theme(style="white")
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), squeeze=False)
+    top = 1.05 * max(float(frame["norm"].max()) for frame in panels.values())
     for ax, (name, frame) in zip(axes[:, 0], panels.items()):
         data = sort_by_count(frame)
         x = np.arange(len(data))
@@ -59,6 +60,7 @@ def plot_weight_norms(panels: Mapping[str, pd.DataFrame], stem: Path | str) -> N
         ax.set_title(name)
         right = ax.twinx()
         right.plot(x, data["norm"], color="C3", marker=".", markersize=3, linewidth=0.8)
+        right.set_ylim(0, top)  # one norm scale for every panel, so flatness compares
         right.set_ylabel(NORM_LABEL, color="C3")
         right.tick_params(axis="y", colors="C3")
     fig.tight_layout()

@@ -1,0 +1,236 @@
+"""Every CLI command on a tiny synthetic dataset, as the rules call them."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from bags.cli import main
+from bags.engine.model_files import load_model
+from tests.helpers import TINY_ARCH, TINY_SPEC, TINY_TRAIN
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """synthesize -> count -> groups -> train baseline -> train BAGS -> infer -> evaluate."""
+    d = tmp_path_factory.mktemp("cli")
+    data = d / "data"
+    assert run("synthesize", "--spec", json.dumps(TINY_SPEC), "--out", data) == 0
+    assert run("count", "--annotations", data / "train.json", "--out", d / "counts.csv") == 0
+    assert (
+        run("groups", "--counts", d / "counts.csv", "--beta", "4", "--out", d / "groups.json") == 0
+    )
+    common = ["--annotations", data / "train.json", "--images", data / "images"]
+    assert (
+        run(
+            "train",
+            *common,
+            "--arch",
+            json.dumps(TINY_ARCH),
+            "--train",
+            json.dumps(TINY_TRAIN),
+            "--out",
+            d / "baseline.pt",
+            "--log",
+            d / "baseline.csv",
+            "--work-dir",
+            d / "ck_baseline",
+        )
+        == 0
+    )
+    bags_train = {**TINY_TRAIN, "trainable": "classifier"}
+    assert (
+        run(
+            "train",
+            *common,
+            "--init",
+            d / "baseline.pt",
+            "--groups",
+            d / "groups.json",
+            "--train",
+            json.dumps(bags_train),
+            "--out",
+            d / "bags.pt",
+            "--log",
+            d / "bags.csv",
+            "--work-dir",
+            d / "ck_bags",
+        )
+        == 0
+    )
+    for name in ("baseline", "bags"):
+        assert (
+            run(
+                "infer",
+                "--model",
+                d / f"{name}.pt",
+                "--annotations",
+                data / "val.json",
+                "--images",
+                data / "images",
+                "--out",
+                d / f"{name}_det.json",
+            )
+            == 0
+        )
+        assert (
+            run(
+                "evaluate",
+                "--annotations",
+                data / "val.json",
+                "--detections",
+                d / f"{name}_det.json",
+                "--counts",
+                d / "counts.csv",
+                "--out",
+                d / f"{name}_metrics.json",
+            )
+            == 0
+        )
+        assert (
+            run(
+                "norms",
+                "--model",
+                d / f"{name}.pt",
+                "--counts",
+                d / "counts.csv",
+                "--out",
+                d / f"{name}_norms.csv",
+            )
+            == 0
+        )
+    return d
+
+
+def test_counts_and_groups(pipeline):
+    counts = pd.read_csv(pipeline / "counts.csv")
+    assert sorted(counts["instance_count"]) == [2, 3, 10, 12, 30]
+    assert counts["category_id"].tolist() == [1, 2, 3, 4, 5]
+    groups = json.loads((pipeline / "groups.json").read_text())
+    assert groups["beta"] == 4.0
+    assert [len(g["classes"]) for g in groups["groups"]] == [2, 3]
+    assert groups["num_logits"] == 5 + 1 + 3
+
+
+def test_training_outputs(pipeline):
+    log = pd.read_csv(pipeline / "baseline.csv")
+    assert log["epoch"].tolist() == [1, 2]
+    assert {"loss", "loss_classifier", "lr", "seconds", "images_per_s"} <= set(log.columns)
+    assert sorted(p.name for p in (pipeline / "ck_baseline").iterdir()) == [
+        "epoch_001.pt",
+        "epoch_002.pt",
+    ]
+    baseline, meta = load_model(pipeline / "baseline.pt")
+    bags, bags_meta = load_model(pipeline / "bags.pt")
+    assert meta["classifier"] == "softmax" and bags_meta["classifier"] == "bags"
+    # BAGS trained only the last layer: every other weight equals the baseline's.
+    b, g = baseline.state_dict(), bags.state_dict()
+    for key in b:
+        if "cls_score" not in key:
+            assert torch.equal(b[key], g[key]), key
+    assert g["roi_heads.box_predictor.cls_score.weight"].shape[0] == 9
+
+
+def test_detections_metrics_and_norms(pipeline):
+    detections = json.loads((pipeline / "bags_det.json").read_text())
+    per_image = pd.Series([d["image_id"] for d in detections]).value_counts()
+    assert per_image.max() <= 300
+    metrics = json.loads((pipeline / "bags_metrics.json").read_text())
+    assert {"AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"} <= set(metrics)
+    norms = pd.read_csv(pipeline / "bags_norms.csv")
+    assert list(norms.columns) == ["category_id", "name", "instance_count", "norm"]
+    assert len(norms) == 5 and (norms["norm"] > 0).all()
+
+
+def test_table_figures_and_claims(pipeline):
+    d = pipeline
+    metrics = [f"baseline={d / 'baseline_metrics.json'}", f"BAGS={d / 'bags_metrics.json'}"]
+    assert run("table", "--metrics", *metrics, "--out-stem", d / "tables" / "comparison") == 0
+    table = pd.read_csv(d / "tables" / "comparison.csv")
+    assert table["method"].tolist() == ["baseline", "BAGS"]
+    assert (d / "tables" / "comparison.tex").read_text().count("\\midrule") == 1
+    norms = [f"balanced={d / 'baseline_norms.csv'}", f"long-tailed={d / 'baseline_norms.csv'}"]
+    assert run("figure", "weight_norms", "--norms", *norms, "--out-stem", d / "fig" / "wn") == 0
+    assert (
+        run(
+            "figure",
+            "weight_norms_bags",
+            "--norms",
+            f"baseline={d / 'baseline_norms.csv'}",
+            f"BAGS={d / 'bags_norms.csv'}",
+            "--out-stem",
+            d / "fig" / "wnb",
+        )
+        == 0
+    )
+    for name in ("wn", "wnb"):
+        assert (d / "fig" / f"{name}.pdf").stat().st_size > 0
+        assert (d / "fig" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        run(
+            "claims",
+            "--baseline-norms",
+            d / "baseline_norms.csv",
+            "--balanced-norms",
+            d / "baseline_norms.csv",
+            "--bags-norms",
+            d / "bags_norms.csv",
+            "--baseline-metrics",
+            d / "baseline_metrics.json",
+            "--bags-metrics",
+            d / "bags_metrics.json",
+            "--out",
+            d / "claims.md",
+        )
+        == 0
+    )
+    assert "claims pass" in (d / "claims.md").read_text()
+
+
+def test_errors_are_one_line_naming_the_file(pipeline, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [], "categories": [], "annotations": {}}))
+    assert run("count", "--annotations", bad, "--out", tmp_path / "c.csv") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"bags count: error: {bad}: missing or non-list field 'annotations'"
+    assert not (tmp_path / "c.csv").exists()
+
+    images = tmp_path / "images"
+    (images / "val").mkdir(parents=True)
+    assert (
+        run(
+            "infer",
+            "--model",
+            pipeline / "bags.pt",
+            "--annotations",
+            pipeline / "data" / "val.json",
+            "--images",
+            images,
+            "--out",
+            tmp_path / "det.json",
+        )
+        == 1
+    )
+    assert "missing image" in capsys.readouterr().err
+    assert not (tmp_path / "det.json").exists()
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    assert (
+        run(
+            "norms",
+            "--model",
+            broken,
+            "--counts",
+            pipeline / "counts.csv",
+            "--out",
+            tmp_path / "n.csv",
+        )
+        == 1
+    )
+    assert "not a readable model file" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from bags.cli import main
+from bags.engine.train import TrainConfig, lr_factor
+from tests.helpers import TINY_ARCH, TINY_TRAIN, make_tiny_dataset
+
+
+def test_lr_schedules():
+    config = TrainConfig(epochs=12, schedule="step", milestones=(8, 11), warmup_iters=500)
+    assert lr_factor(0, 1200, 100, config) == pytest.approx(1 / 3)
+    assert lr_factor(250, 1200, 100, config) == pytest.approx(2 / 3)
+    assert lr_factor(799, 1200, 100, config) == 1.0
+    assert lr_factor(800, 1200, 100, config) == pytest.approx(0.1)
+    assert lr_factor(1100, 1200, 100, config) == pytest.approx(0.01)
+    cosine = TrainConfig(epochs=2, warmup_iters=0)
+    assert lr_factor(0, 100, 50, cosine) == 1.0
+    assert lr_factor(50, 100, 50, cosine) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(epochs=1, schedule="linear")
+
+
+def train(root, out, work, train=TINY_TRAIN):
+    return main(
+        [
+            "train",
+            "--annotations",
+            str(root / "train.json"),
+            "--images",
+            str(root / "images"),
+            "--arch",
+            json.dumps(TINY_ARCH),
+            "--train",
+            json.dumps(train),
+            "--out",
+            str(out),
+            "--log",
+            str(out.with_suffix(".csv")),
+            "--work-dir",
+            str(work),
+        ]
+    )
+
+
+def test_rerun_resumes_from_last_checkpoint_with_identical_result(tmp_path):
+    root = make_tiny_dataset(tmp_path / "data")
+    assert train(root, tmp_path / "a.pt", tmp_path / "ck_a") == 0
+    assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
+    # As if killed during epoch 2: only the epoch-1 checkpoint is left.
+    (tmp_path / "ck_b" / "epoch_002.pt").unlink()
+    (tmp_path / "b.pt").unlink()
+    assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "b.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
+    root = make_tiny_dataset(tmp_path / "data")
+    assert train(root, tmp_path / "a.pt", tmp_path / "ck") == 0
+    (tmp_path / "ck" / "epoch_002.pt").unlink()
+    changed = {**TINY_TRAIN, "lr": 0.5}
+    assert train(root, tmp_path / "b.pt", tmp_path / "ck", changed) == 1
+    assert "made with another configuration" in capsys.readouterr().err
+    assert not (tmp_path / "b.pt").exists()

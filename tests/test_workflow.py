@@ -1,0 +1,114 @@
+"""The Snakemake DAG itself: the tiny config end to end, targets, config errors, lint, format."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(workdir, *args, check=True):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_workflow(dest):
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("workflow", "configs", "envs"):
+        shutil.copytree(ROOT / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("dag"))
+    snakemake(workdir, "--configfile", "configs/test.yaml")
+    return workdir
+
+
+def test_whole_dag_makes_every_table_figure_and_claim(finished):
+    exp = finished / "results" / "test"
+    table = pd.read_csv(exp / "tables" / "comparison.csv")
+    assert table["method"].tolist() == ["baseline", "BAGS"]
+    assert list(table.columns) == ["method", "AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
+    for ext in ("md", "tex"):
+        assert (exp / "tables" / f"comparison.{ext}").stat().st_size > 0
+    for name in ("weight_norms", "weight_norms_bags"):
+        assert (exp / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (exp / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    claims = (exp / "claims.md").read_text()
+    assert claims.count("| PASS |") + claims.count("| FAIL |") == 4
+    metrics = json.loads((exp / "runs" / "longtail" / "bags" / "metrics.json").read_text())
+    assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"} <= set(metrics)
+    assert {"AP1", "AP2", "AP3", "AP4"} <= set(metrics)
+    assert (exp / "benchmarks" / "train" / "longtail_bags.tsv").is_file()
+    assert (exp / "logs" / "train" / "longtail_bags.log").is_file()
+
+
+def test_rerun_has_nothing_to_do(finished):
+    result = snakemake(finished, "--configfile", "configs/test.yaml", "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def jobs_planned(workdir, *args):
+    result = snakemake(workdir, "--configfile", "configs/test.yaml", "--dry-run", *args)
+    rows = result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:]
+    return {row.split()[0] for row in rows if row.strip()}
+
+
+def test_named_target_builds_only_what_it_needs(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    assert jobs_planned(workdir, "weight_norms") == {
+        "synthesize",
+        "count",
+        "train_baseline",
+        "norms",
+        "plot_weight_norms",
+        "weight_norms",
+    }
+    assert "train_bags" in jobs_planned(workdir, "claims")
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    bad = (workdir / "configs" / "test.yaml").read_text().replace("  beta: 8", "  betta: 8")
+    (workdir / "bad.yaml").write_text(bad)
+    result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "betta" in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_lint_has_no_findings():
+    result = snakemake(ROOT, "--lint", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Congratulations" in output, output
+
+
+def test_snakefmt_check_passes():
+    files = [
+        "Snakefile",
+        *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("workflow/rules/*.smk")),
+    ]
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", *files], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
