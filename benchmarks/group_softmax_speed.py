@@ -20,8 +20,7 @@ from bags.group_softmax import group_softmax_loss, group_softmax_scores
 from bags.groups import assign_groups
 
 LVIS_STATS = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/lvis/lvis_v0.5_train_category_stats.json"
+    Path(__file__).resolve().parents[2] / "shared/data/lvis/lvis_v0.5_train_category_stats.json"
 )
 
 
@@ -47,9 +46,7 @@ def main() -> None:
     groups = assign_groups(counts)
     weights = torch.tensor(counts, dtype=torch.float)
     foreground = torch.rand(args.rois) < 0.25
-    labels = torch.where(
-        foreground, torch.multinomial(weights, args.rois, replacement=True) + 1, 0
-    )
+    labels = torch.where(foreground, torch.multinomial(weights, args.rois, replacement=True) + 1, 0)
     plain = torch.randn(args.rois, args.classes + 1, requires_grad=True)
     grouped = torch.randn(args.rois, groups.num_logits, requires_grad=True)
     generator = torch.Generator().manual_seed(0)
