@@ -91,3 +91,35 @@ def test_dataset_targets_and_missing_image(tmp_path):
     (root / "images" / first["file_name"]).unlink()
     with pytest.raises(FileNotFoundError, match="missing image"):
         DetectionDataset(root / "train.json", root / "images")
+
+
+def test_bad_boxes_skipped_with_a_count_per_reason(tmp_path, caplog):
+    document = json.loads(json.dumps(BASE))
+    good = document["annotations"][0]
+    document["annotations"] += [
+        {**good, "id": 8, "bbox": [1, 2, -3, 4]},
+        {**good, "id": 9, "bbox": [60, 2, 10, 10]},  # 70 > 64 + 1
+        {**good, "id": 10, "bbox": [62, 2, 3, 10]},  # within the 1-pixel tolerance
+        {**good, "id": 11, "category_id": 99},
+    ]
+    path = write(tmp_path, document)
+    with pytest.raises(AnnotationError, match="annotation 8: bbox width and height must be > 0"):
+        load_annotations(path)
+    with caplog.at_level(logging.WARNING):
+        data = load_annotations(path, on_bad="skip")
+    assert [a["id"] for a in data["annotations"]] == [7, 10]
+    assert "skipped 3 bad annotation(s)" in caplog.text
+    assert "1 outside the image" in caplog.text and "1 unknown category_id" in caplog.text
+    document["annotations"] = [document["annotations"][2]]
+    with pytest.raises(AnnotationError, match=r"annotation 9: bbox .* outside its 64x64 image"):
+        load_annotations(write(tmp_path, document))
+
+
+def test_missing_images_skipped_with_a_count(tmp_path, caplog):
+    root = make_tiny_dataset(tmp_path / "tiny")
+    images = json.loads((root / "train.json").read_text())["images"]
+    (root / "images" / images[0]["file_name"]).unlink()
+    with caplog.at_level(logging.WARNING):
+        dataset = DetectionDataset(root / "train.json", root / "images", on_bad="skip")
+    assert len(dataset) == len(images) - 1
+    assert "skipped 1 missing image(s)" in caplog.text

@@ -30,6 +30,7 @@ def snakemake(workdir, *args, check=True):
 
 
 def copy_workflow(dest):
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, dest / name)
     for name in ("workflow", "configs", "envs"):
@@ -112,3 +113,56 @@ def test_snakefmt_check_passes():
         [str(BIN / "snakefmt"), "--check", *files], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["lvis_v0.5", "lvis_v1"])
+def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--configfile", f"configs/{name}.yaml", "--dry-run", "-p")
+    stats = result.stdout.split("Job stats:")[1].split("total")[0]
+    for job in (
+        "download",
+        "lvis_annotations",
+        "coco_image_folder",
+        "import_coco_model",
+        "train_baseline",
+        "train_bags",
+        "evaluate",
+        "check_claims",
+    ):
+        assert job in stats, job
+    assert f"lvis_{name[5:]}_train.json.zip" in result.stdout
+    weights = "resources/downloads/r50_fpn_coco/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    assert f"--pretrained {weights}" in result.stdout
+    assert "--image-paths coco_url" in result.stdout
+
+
+def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):
+    from tests.helpers import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "mydata")
+    workdir = copy_workflow(tmp_path / "wf")
+    config = (
+        (workdir / "configs" / "test.yaml")
+        .read_text()
+        .replace(
+            """  longtail:
+    source: synthetic
+    synthetic:
+      train_counts: [[3, 2, 5], [3, 10, 16], [2, 40, 60]]
+      val_per_class: 3
+      seed: 1""",
+            f"""  longtail:
+    source: coco
+    coco:
+      train: {data / "train.json"}
+      val: {data / "val.json"}
+      images: {data / "images"}""",
+        )
+    )
+    assert "source: coco" in config
+    (workdir / "mine.yaml").write_text(config)
+    snakemake(workdir, "results/test/groups.json", "--configfile", "mine.yaml")
+    groups = json.loads((workdir / "results" / "test" / "groups.json").read_text())
+    assert [len(g["classes"]) for g in groups["groups"]] == [2, 3]
+    assert (workdir / "results" / "test" / "data" / "longtail" / "train.json").is_symlink()

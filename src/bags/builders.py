@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import torch
 from torch import nn
+from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 
 def conv_backbone(channels: int = 64, layers: int = 4, downsample: int = 2) -> nn.Sequential:
@@ -68,10 +72,62 @@ def small_faster_rcnn(
     )
 
 
-def build_detector(arch: dict, num_classes: int) -> FasterRCNN:
-    """A detector from its config: ``{"name": "small", ...keyword arguments}``."""
+def r50_fpn_faster_rcnn(
+    num_classes: int,
+    min_size: int = 800,
+    max_size: int = 1333,
+    rois_per_image: int = 512,
+    rpn_proposals: tuple[int, int] = (2000, 1000),
+    detections_per_img: int = 300,
+    score_thresh: float = 0.0,
+    coco_weights: Path | str | None = None,
+) -> FasterRCNN:
+    """torchvision's Faster R-CNN R50-FPN, optionally initialised from its COCO-trained weights
+    (a local file), with a new (C + 1)-way box predictor as the reference recipe does."""
+    train_proposals, test_proposals = rpn_proposals
+    # As torchvision builds it around COCO weights: frozen batch norm, stem and layer1 frozen
+    # (the reference's frozen_stages=1), so the COCO checkpoint loads key for key.
+    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    model = FasterRCNN(
+        _resnet_fpn_extractor(body, trainable_layers=3),
+        num_classes=91,
+        min_size=min_size,
+        max_size=max_size,
+        rpn_pre_nms_top_n_train=train_proposals,
+        rpn_post_nms_top_n_train=train_proposals,
+        rpn_pre_nms_top_n_test=test_proposals,
+        rpn_post_nms_top_n_test=test_proposals,
+        box_batch_size_per_image=rois_per_image,
+        box_detections_per_img=detections_per_img,
+        box_score_thresh=score_thresh,
+    )
+    if coco_weights is not None:
+        try:
+            state = torch.load(coco_weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as error:
+            raise ValueError(
+                f"{coco_weights}: not torchvision's COCO Faster R-CNN weights ({error})"
+            ) from error
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes + 1)
+    return model
+
+
+def build_detector(
+    arch: dict, num_classes: int, coco_weights: Path | str | None = None
+) -> FasterRCNN:
+    """A detector from its config: ``{"name": "small" | "r50_fpn", ...keyword arguments}``.
+
+    ``coco_weights`` initialises an R50-FPN from a COCO-trained checkpoint file.
+    """
     options = dict(arch)
     name = options.pop("name", "small")
+    options.pop("pretrained", None)  # which file to start from is the rule's input
     if name == "small":
+        if coco_weights is not None:
+            raise ValueError("the small detector has no COCO-trained weights")
         return small_faster_rcnn(num_classes, **options)
-    raise ValueError(f"unknown detector {name!r}; known: small")
+    if name == "r50_fpn":
+        return r50_fpn_faster_rcnn(num_classes, coco_weights=coco_weights, **options)
+    raise ValueError(f"unknown detector {name!r}; known: small, r50_fpn")

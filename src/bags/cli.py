@@ -42,7 +42,7 @@ def cmd_count(args: argparse.Namespace) -> None:
     from bags.data.counts import count_instances
     from bags.io import atomic_path
 
-    table = count_instances(args.annotations)
+    table = count_instances(args.annotations, args.on_bad)
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
 
@@ -78,11 +78,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from bags.data.dataset import DetectionDataset
     from bags.detector import to_softmax
     from bags.engine.model_files import load_model, make_detector
-    from bags.engine.train import TrainConfig, train
+    from bags.engine.train import TrainConfig, pick_device, train
 
     torch.set_num_threads(args.threads)
-    config = TrainConfig(**args.train)
-    dataset = DetectionDataset(args.annotations, args.images, hflip=config.hflip)
+    try:
+        config = TrainConfig(**args.train)
+    except TypeError as error:
+        raise ValueError(f"training settings: {error}") from error
+    dataset = DetectionDataset(
+        args.annotations, args.images, config.hflip, args.on_bad, args.image_paths
+    )
     if args.init is not None:
         model, meta = load_model(args.init)
         if meta["num_classes"] != dataset.num_classes:
@@ -92,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             )
     else:
         torch.manual_seed(config.seed)
-        model = to_softmax(build_detector(args.arch, dataset.num_classes))
+        model = to_softmax(build_detector(args.arch, dataset.num_classes, args.pretrained))
         meta = {"arch": args.arch, "num_classes": dataset.num_classes, "classifier": "softmax"}
     if args.groups is not None:
         from bags.detector import to_group_softmax
@@ -102,23 +107,26 @@ def cmd_train(args: argparse.Namespace) -> None:
         model = to_group_softmax(model, groups, beta)
         meta = {**meta, "classifier": "bags", "groups": groups.to_json(), "beta": beta}
         make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
-    train(model, dataset, config, meta, args.out, args.work_dir, args.log)
+    device = pick_device(args.device)
+    log.info("training on %s, lr %.4g for batch %d", device, config.scaled_lr(), config.batch_size)
+    train(model, dataset, config, meta, args.out, args.work_dir, args.log, device)
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
     import torch
 
     from bags.data.dataset import DetectionDataset
-    from bags.engine.infer import predict
+    from bags.engine.infer import predict_to_file
     from bags.engine.model_files import load_model
-    from bags.io import write_text_atomic
+    from bags.engine.train import pick_device
 
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.model, args.score_thresh, args.max_dets)
-    dataset = DetectionDataset(args.annotations, args.images)
-    results = predict(model, dataset, args.batch_size)
-    write_text_atomic(args.out, json.dumps(results))
-    log.info("%d detections on %d images", len(results), len(dataset))
+    dataset = DetectionDataset(
+        args.annotations, args.images, on_bad=args.on_bad, image_paths=args.image_paths
+    )
+    count = predict_to_file(model, dataset, args.out, args.batch_size, pick_device(args.device))
+    log.info("%d detections on %d images", count, len(dataset))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -152,6 +160,91 @@ def cmd_norms(args: argparse.Namespace) -> None:
     table["norm"] = class_weight_norms(classification_layer(model), groups).numpy()
     with atomic_path(args.out) as tmp:
         table.to_csv(tmp, index=False)
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from bags.data.download import DownloadError, download, sha256_file
+
+    path = download(args.url, args.out, args.size, args.sha256, progress=True)
+    if args.sha256_prefix and not sha256_file(path).startswith(args.sha256_prefix):
+        got = sha256_file(path)
+        path.unlink()
+        raise DownloadError(f"{args.url}: sha256 {got} does not start with {args.sha256_prefix}")
+
+
+def cmd_place(args: argparse.Namespace) -> None:
+    """One annotation file: linked from an existing folder, or extracted from a zip."""
+    import shutil
+    import zipfile
+
+    from bags.data.download import link_existing
+    from bags.io import atomic_path
+
+    if args.existing_folder:
+        link_existing(Path(args.existing_folder) / args.member, args.out)
+        return
+    try:
+        with (
+            zipfile.ZipFile(args.archive) as archive,
+            archive.open(args.member) as source,
+            atomic_path(args.out) as tmp,
+            tmp.open("wb") as target,
+        ):
+            shutil.copyfileobj(source, target, 1 << 20)
+    except (zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{args.archive}: cannot extract {args.member} ({error})") from error
+
+
+def cmd_unzip(args: argparse.Namespace) -> None:
+    """An image folder from a zip whose members all sit under ``--member-prefix``."""
+    import shutil
+
+    from bags.data.download import extract_zip
+
+    staging = args.out.with_name(f".{args.out.name}.unzip")
+    if staging.exists():
+        shutil.rmtree(staging)
+    extract_zip(args.archive, staging)
+    inner = staging / args.member_prefix.strip("/")
+    if not inner.is_dir():
+        shutil.rmtree(staging)
+        raise ValueError(f"{args.archive}: no folder {args.member_prefix} inside")
+    inner.rename(args.out)
+    shutil.rmtree(staging)
+
+
+def cmd_link(args: argparse.Namespace) -> None:
+    from bags.data.download import link_existing
+
+    link_existing(args.source, args.out)
+
+
+def cmd_import_coco(args: argparse.Namespace) -> None:
+    """torchvision's COCO-trained R50-FPN as a model file for the categories of a COCO JSON."""
+    import torch
+
+    from bags.builders import build_detector
+    from bags.data.annotations import load_annotations
+    from bags.detector import to_softmax
+    from bags.engine.model_files import save_model
+
+    ids = sorted(c["id"] for c in load_annotations(args.annotations)["categories"])
+    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    rows = torch.tensor([0, *ids])  # torchvision's COCO head is indexed by category id
+    boxes = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)
+    prefix = "roi_heads.box_predictor."
+    try:
+        for name, index in (("cls_score", rows), ("bbox_pred", boxes)):
+            for part in ("weight", "bias"):
+                state[f"{prefix}{name}.{part}"] = state[f"{prefix}{name}.{part}"][index]
+        model = to_softmax(build_detector(args.arch, len(ids)))
+        model.load_state_dict(state)
+    except (KeyError, IndexError, RuntimeError) as error:
+        raise ValueError(
+            f"{args.weights}: not torchvision's COCO Faster R-CNN ({error})"
+        ) from error
+    meta = {"arch": args.arch, "num_classes": len(ids), "classifier": "softmax"}
+    save_model(args.out, model, meta)
 
 
 def _load_metrics(named: list[tuple[str, Path]]) -> dict[str, dict]:
@@ -191,6 +284,22 @@ def cmd_claims(args: argparse.Namespace) -> None:
     write_claims(claims, args.out, args.title)
 
 
+def _data_options(parser: argparse.ArgumentParser, images: bool = True) -> None:
+    parser.add_argument(
+        "--on-bad",
+        choices=["stop", "skip"],
+        default="stop",
+        help="bad annotations (and missing images): stop with an error, or skip and count them",
+    )
+    if images:
+        parser.add_argument(
+            "--image-paths",
+            choices=["file_name", "coco_url"],
+            default="file_name",
+            help="where an image's path comes from (LVIS: coco_url)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bags", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -204,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("count", help="per-category instance and image counts (CSV)")
     p.add_argument("--annotations", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    _data_options(p, images=False)
     p.set_defaults(run=cmd_count)
 
     p = sub.add_parser("groups", help="BAGS groups from instance counts (JSON)")
@@ -219,11 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", type=_json, default={"name": "small"})
     p.add_argument("--train", type=_json, required=True, help="TrainConfig fields as JSON")
     p.add_argument("--init", type=Path, help="start from this trained model")
+    p.add_argument("--pretrained", type=Path, help="COCO-trained weights of the R50-FPN")
+    p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda")
     p.add_argument("--groups", type=Path, help="make the detector BAGS with these groups")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--log", type=Path, required=True, help="per-epoch CSV")
     p.add_argument("--work-dir", type=Path, required=True, help="checkpoints, kept on failure")
     p.add_argument("--threads", type=int, default=1)
+    _data_options(p)
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("infer", help="detections as an LVIS results JSON")
@@ -234,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-dets", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda")
     p.add_argument("--out", type=Path, required=True)
+    _data_options(p)
     p.set_defaults(run=cmd_infer)
 
     p = sub.add_parser("evaluate", help="LVIS metrics with per-group AP (JSON)")
@@ -251,6 +366,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--counts", type=Path, required=True, help="counts CSV of its training set")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=cmd_norms)
+
+    p = sub.add_parser("download", help="download one file: resumed, retried, checked")
+    p.add_argument("--url", required=True)
+    p.add_argument("--size", type=int)
+    p.add_argument("--sha256")
+    p.add_argument("--sha256-prefix")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_download)
+
+    p = sub.add_parser("place", help="an annotation file from a zip or an existing folder")
+    p.add_argument("--member", required=True, help="file name inside the zip or the folder")
+    p.add_argument("--archive", type=Path)
+    p.add_argument("--existing-folder", default="")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_place)
+
+    p = sub.add_parser("unzip", help="an image folder from a zip")
+    p.add_argument("--archive", type=Path, required=True)
+    p.add_argument("--member-prefix", required=True, help="folder inside the zip, e.g. val2017/")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_unzip)
+
+    p = sub.add_parser("link", help="link an existing file or folder (no copy)")
+    p.add_argument("--source", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_link)
+
+    p = sub.add_parser("import-coco", help="torchvision's COCO-trained R50-FPN as a model file")
+    p.add_argument("--weights", type=Path, required=True)
+    p.add_argument("--annotations", type=Path, required=True, help="COCO train JSON")
+    p.add_argument("--arch", type=_json, default={"name": "r50_fpn"})
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_import_coco)
 
     p = sub.add_parser("table", help="comparison table (CSV, Markdown, LaTeX)")
     p.add_argument("--metrics", type=_named, nargs="+", required=True, metavar="NAME=JSON")
@@ -284,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
+        if args.verbose:
+            raise
         print(f"bags {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0

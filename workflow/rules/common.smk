@@ -3,6 +3,7 @@ import os
 
 EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
+RES = config["resources"]
 
 TARGETS = {
     "comparison": expand(f"{EXP}/tables/comparison.{{ext}}", ext=["csv", "md", "tex"]),
@@ -14,9 +15,16 @@ TARGETS = {
 }
 
 
+def datasets_from(*sources):
+    """A wildcard pattern matching the datasets of the given sources (never matches if none)."""
+    names = [n for n, d in config["datasets"].items() if d["source"] in sources]
+    return "|".join(names) if names else "(?!)"
+
+
 wildcard_constraints:
     dataset="longtail|balanced",
     method="baseline|bags",
+    name="[A-Za-z0-9_.-]+",
 
 
 def as_json(value):
@@ -24,9 +32,60 @@ def as_json(value):
     return f"'{json.dumps(value)}'"
 
 
-def dataset_file(dataset, name):
-    return f"{EXP}/data/{dataset}/{name}"
+def source_settings(dataset):
+    entry = config["datasets"][dataset]
+    return entry.get(entry["source"], {}) or {}
 
 
-def run_dir(dataset, method):
-    return f"{EXP}/runs/{dataset}/{method}"
+def on_bad(dataset):
+    return source_settings(dataset).get("on_bad_annotation", "stop")
+
+
+def image_paths(dataset):
+    """LVIS names images by coco_url (v0.5 file names are COCO 2014 ones); others by file_name."""
+    return (
+        "coco_url" if config["datasets"][dataset]["source"] == "lvis" else "file_name"
+    )
+
+
+def dataset_options(wildcards):
+    d = wildcards.dataset
+    return f"--on-bad {on_bad(d)} --image-paths {image_paths(d)}"
+
+
+def download_path(name):
+    url = config["downloads"][name]["url"]
+    return f"resources/downloads/{name}/{os.path.basename(url)}"
+
+
+def pretrained_weights(wildcards):
+    if config["model"].get("pretrained") == "coco":
+        return download_path("r50_fpn_coco")
+    return []
+
+
+def gpu_resources(kind):
+    """Resources of a training or inference job; runtime grows with the attempt on retries."""
+    resources = {
+        "mem_mb": RES[f"{kind}_mem_mb"],
+        "runtime": lambda wildcards, attempt: RES[f"{kind}_runtime"] * attempt,
+    }
+    if RES["gpu"] > 0:
+        resources["gpu"] = RES["gpu"]
+        resources["cpus_per_gpu"] = RES["cpus_per_gpu"]
+        if RES["gpu_model"]:
+            resources["gpu_model"] = RES["gpu_model"]
+    return resources
+
+
+def lvis_annotation_input(wildcards):
+    settings = source_settings(wildcards.dataset)
+    if settings.get("annotations"):
+        return []
+    return download_path(f"lvis_{settings['version']}_{wildcards.split}")
+
+
+def lvis_images_input(wildcards):
+    if source_settings(wildcards.dataset).get("images"):
+        return []
+    return ["resources/coco/train2017", "resources/coco/val2017"]

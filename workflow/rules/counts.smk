@@ -9,5 +9,7 @@ rule count:
         f"{EXP}/benchmarks/count/{{dataset}}.tsv"
     conda:
         ENV
+    params:
+        on_bad=lambda wc: on_bad(wc.dataset),
     shell:
-        "python -m bags count --annotations {input} --out {output} 2> {log}"
+        "python -m bags count --annotations {input} --on-bad {params.on_bad} --out {output} 2> {log}"

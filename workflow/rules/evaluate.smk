@@ -12,12 +12,16 @@ rule infer:
     conda:
         ENV
     threads: config["threads"]
+    resources:
+        **gpu_resources("infer"),
     params:
         score_thresh=config["inference"]["score_thresh"],
         max_dets=config["inference"]["max_dets"],
         batch_size=config["inference"]["batch_size"],
+        data=dataset_options,
     shell:
-        "python -m bags infer --model {input.model} --annotations {input.val} --images {input.images} "
+        "python -m bags infer --model {input.model} --annotations {input.val} "
+        "--images {input.images} {params.data} "
         "--score-thresh {params.score_thresh} --max-dets {params.max_dets} "
         "--batch-size {params.batch_size} --threads {threads} --out {output} 2> {log}"
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class AnnotationError(ValueError):
@@ -15,13 +20,24 @@ def _fail(path: Path, what: str) -> AnnotationError:
     return AnnotationError(f"{path}: {what}")
 
 
-def load_annotations(path: Path | str) -> dict[str, Any]:
-    """Load and check an annotation file: images, annotations and categories, ids consistent."""
+def load_annotations(
+    path: Path | str, on_bad: str = "stop", *, keep_segmentation: bool = True
+) -> dict[str, Any]:
+    """Load and check an annotation file: images, annotations and categories, ids consistent.
+
+    A bad annotation (unknown image or category, malformed box, box of non-positive size or
+    outside its image) stops with an error (``on_bad="stop"``) or is dropped and counted
+    (``on_bad="skip"``, one warning with the count per reason). ``keep_segmentation=False``
+    drops each annotation's ``segmentation`` as it is parsed, for callers that need only the
+    boxes: the polygons are most of LVIS's memory (about 5 GB of 5.5 on LVIS v1 train).
+    """
+    if on_bad not in ("stop", "skip"):
+        raise ValueError(f"on_bad must be 'stop' or 'skip', got {on_bad!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
     try:
-        data = json.loads(path.read_text())
+        data = _read_json(path, keep_segmentation)
     except json.JSONDecodeError as error:
         raise _fail(path, f"not valid JSON ({error})") from error
     if not isinstance(data, dict):
@@ -34,7 +50,7 @@ def load_annotations(path: Path | str) -> dict[str, Any]:
         if not isinstance(category, dict) or not isinstance(category.get("id"), int):
             raise _fail(path, f"category {category!r}: expected an integer 'id'")
         category_ids.add(category["id"])
-    image_ids = set()
+    sizes = {}
     for image in data["images"]:
         if not isinstance(image, dict) or not isinstance(image.get("id"), int):
             raise _fail(path, f"image {image!r}: expected an integer 'id'")
@@ -43,36 +59,105 @@ def load_annotations(path: Path | str) -> dict[str, Any]:
                 raise _fail(path, f"image {image['id']}: {field!r} must be a positive integer")
         if "file_name" not in image and "coco_url" not in image:
             raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
-        image_ids.add(image["id"])
+        sizes[image["id"]] = (image["width"], image["height"])
+    kept, skipped = [], Counter()
     for annotation in data["annotations"]:
-        _check_annotation(path, annotation, image_ids, category_ids)
+        problem = _problem(annotation, sizes, category_ids)
+        if problem is None:
+            kept.append(annotation)
+            continue
+        reason, detail = problem
+        name = annotation.get("id") if isinstance(annotation, dict) else annotation
+        if on_bad == "stop":
+            raise _fail(path, f"annotation {name!r}: {detail}")
+        skipped[reason] += 1
+    if skipped:
+        data["annotations"] = kept
+        log.warning(
+            "%s: skipped %d bad annotation(s): %s",
+            path,
+            sum(skipped.values()),
+            ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()),
+        )
     return data
 
 
-def _check_annotation(path: Path, annotation: Any, image_ids: set, category_ids: set) -> None:
+def _read_json(path: Path, keep_segmentation: bool) -> Any:
+    """``json.loads`` of the file with the cyclic garbage collector paused: parsed JSON holds no
+    cycles, and on LVIS size the collector's passes over millions of new lists and dicts add
+    about a third to the parse time."""
+    text = path.read_text()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(text, object_hook=None if keep_segmentation else _drop_segmentation)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _drop_segmentation(record: dict[str, Any]) -> dict[str, Any]:
+    record.pop("segmentation", None)
+    return record
+
+
+BOX_TOLERANCE = 1.0  # pixels a box may stick out of its image (rounding in the source data)
+
+
+def _problem(annotation: Any, sizes: dict, category_ids: set) -> tuple[str, str] | None:
+    """(reason, detail) of what is wrong with one annotation, or None."""
     if not isinstance(annotation, dict):
-        raise _fail(path, f"annotation {annotation!r}: expected an object")
-    name = f"annotation {annotation.get('id')!r}"
-    if annotation.get("image_id") not in image_ids:
-        raise _fail(path, f"{name}: unknown image_id {annotation.get('image_id')!r}")
+        return "not an object", "expected an object"
+    image = sizes.get(annotation.get("image_id"))
+    if image is None:
+        return "unknown image_id", f"unknown image_id {annotation.get('image_id')!r}"
     if annotation.get("category_id") not in category_ids:
-        raise _fail(path, f"{name}: unknown category_id {annotation.get('category_id')!r}")
+        return "unknown category_id", f"unknown category_id {annotation.get('category_id')!r}"
     box = annotation.get("bbox")
+    if not _four_numbers(box):
+        return "malformed bbox", f"'bbox' must be [x, y, width, height], got {box!r}"
+    x, y, w, h = box
+    if w <= 0 or h <= 0:
+        return "non-positive size", f"bbox width and height must be > 0, got {box!r}"
+    width, height = image
     if (
-        not isinstance(box, list)
-        or len(box) != 4
-        or not all(isinstance(v, int | float) for v in box)
+        x < -BOX_TOLERANCE
+        or y < -BOX_TOLERANCE
+        or x + w > width + BOX_TOLERANCE
+        or (y + h > height + BOX_TOLERANCE)
     ):
-        raise _fail(path, f"{name}: 'bbox' must be [x, y, width, height], got {box!r}")
-    if box[2] <= 0 or box[3] <= 0:
-        raise _fail(path, f"{name}: bbox width and height must be > 0, got {box!r}")
+        return "outside the image", f"bbox {box!r} lies outside its {width}x{height} image"
+    return None
 
 
-def image_path(image: dict[str, Any]) -> str:
-    """Path of an image under the image root: LVIS v0.5/COCO ``file_name``, else from ``coco_url``
-    (LVIS v1: ``.../train2017/000000391895.jpg`` -> ``train2017/000000391895.jpg``)."""
-    if "file_name" in image:
+_NUMBER = (int, float)
+
+
+def _four_numbers(box: Any) -> bool:
+    """A list of four ints or floats. Spelled out: this runs once per box (1.3M on LVIS v1), and
+    ``all(isinstance(v, int | float) for v in box)`` is 5x slower."""
+    if not isinstance(box, list) or len(box) != 4:
+        return False
+    x, y, w, h = box
+    return (
+        isinstance(x, _NUMBER)
+        and isinstance(y, _NUMBER)
+        and isinstance(w, _NUMBER)
+        and isinstance(h, _NUMBER)
+    )
+
+
+def image_path(image: dict[str, Any], source: str = "file_name") -> str:
+    """Path of an image under the image root.
+
+    ``file_name``: the record's file name (COCO, a user's data; ``coco_url`` when it has none).
+    ``coco_url``: folder and file from the COCO URL, ``.../train2017/000000391895.jpg`` ->
+    ``train2017/000000391895.jpg``; LVIS needs it (v1 has no file names, v0.5's are COCO 2014's).
+    """
+    if source == "file_name" and "file_name" in image:
         return image["file_name"]
+    if "coco_url" not in image:
+        raise ValueError(f"image {image.get('id')!r} has no coco_url")
     return "/".join(image["coco_url"].split("/")[-2:])
 
 

@@ -13,10 +13,10 @@ from bags.data.annotations import load_annotations
 log = logging.getLogger(__name__)
 
 
-def count_instances(annotation_file: Path | str) -> pd.DataFrame:
+def count_instances(annotation_file: Path | str, on_bad: str = "stop") -> pd.DataFrame:
     """One row per category (ascending id): ``category_id, name, frequency, instance_count,
     image_count``. Where the file has count fields that disagree with the boxes, warn."""
-    data = load_annotations(annotation_file)
+    data = load_annotations(annotation_file, on_bad, keep_segmentation=False)
     instances = Counter(a["category_id"] for a in data["annotations"])
     images = Counter(
         cid for cid, _ in {(a["category_id"], a["image_id"]) for a in data["annotations"]}

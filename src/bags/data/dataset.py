@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,31 +13,48 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from bags.data.annotations import contiguous_ids, image_path, load_annotations
 
+log = logging.getLogger(__name__)
+
 
 class DetectionDataset(Dataset):
     """Images as float tensors in [0, 1]; targets with xyxy ``boxes`` and contiguous ``labels``.
 
-    Every listed image must exist: a missing one is reported at construction, by path and id.
+    Every listed image must exist: a missing one is reported at construction, by path and id,
+    or, with ``on_bad="skip"``, dropped and counted (so are bad annotations, see
+    ``load_annotations``). ``image_paths``: ``file_name`` or ``coco_url`` (see ``image_path``).
     """
 
-    def __init__(self, annotation_file: Path | str, image_root: Path | str, hflip: bool = False):
+    def __init__(
+        self,
+        annotation_file: Path | str,
+        image_root: Path | str,
+        hflip: bool = False,
+        on_bad: str = "stop",
+        image_paths: str = "file_name",
+    ):
         self.annotation_file = Path(annotation_file)
         self.image_root = Path(image_root)
         self.hflip = hflip
-        data = load_annotations(self.annotation_file)
+        self.image_paths = image_paths
+        data = load_annotations(self.annotation_file, on_bad)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.label_of = contiguous_ids(data)
         self.category_of = {k: cid for cid, k in self.label_of.items()}
-        self.images = data["images"]
         self.boxes: dict[int, list] = defaultdict(list)
         for annotation in data["annotations"]:
             self.boxes[annotation["image_id"]].append(annotation)
-        for image in self.images:
-            path = self.image_root / image_path(image)
-            if not path.is_file():
+        self.images = []
+        for image in data["images"]:
+            path = self.image_root / image_path(image, image_paths)
+            if path.is_file():
+                self.images.append(image)
+            elif on_bad == "stop":
                 raise FileNotFoundError(
                     f"{path}: missing image (image id {image['id']} in {self.annotation_file})"
                 )
+        missing = len(data["images"]) - len(self.images)
+        if missing:
+            log.warning("%s: skipped %d missing image(s)", self.annotation_file, missing)
 
     @property
     def num_classes(self) -> int:
@@ -47,7 +65,7 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image = self.images[index]
-        path = self.image_root / image_path(image)
+        path = self.image_root / image_path(image, self.image_paths)
         try:
             with Image.open(path) as file:
                 pixels = pil_to_tensor(file.convert("RGB")).float().div_(255)

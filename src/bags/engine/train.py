@@ -26,6 +26,16 @@ from bags.io import atomic_path
 log = logging.getLogger(__name__)
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int
@@ -39,6 +49,9 @@ class TrainConfig:
     warmup_ratio: float = 1 / 3
     trainable: str = "all"  # "all" or "classifier" (the last layer only, everything else frozen)
     hflip: bool = False
+    amp: str = "none"  # mixed precision on a GPU: "none", "bf16" or "fp16"
+    base_batch_size: int | None = None  # lr is for this batch; scaled linearly to the real one
+    workers: int = 0  # data-loading processes
     seed: int = 0
     keep_checkpoints: int = 2
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoints, not used
@@ -48,6 +61,14 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
         if self.trainable not in ("all", "classifier"):
             raise ValueError(f"trainable must be 'all' or 'classifier', got {self.trainable!r}")
+        if self.amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
+
+    def scaled_lr(self) -> float:
+        """The linear scaling rule: lr x (batch size / base batch size)."""
+        if self.base_batch_size is None:
+            return self.lr
+        return self.lr * self.batch_size / self.base_batch_size
 
 
 def lr_factor(iteration: int, total: int, per_epoch: int, config: TrainConfig) -> float:
@@ -98,44 +119,59 @@ def train(
     out_model: Path,
     work_dir: Path,
     log_csv: Path,
+    device: torch.device | None = None,
 ) -> None:
     """Train ``model`` and write ``out_model``; checkpoints in ``work_dir`` make reruns resume."""
+    device = device or torch.device("cpu")
+    model.to(device)
     params = _trainable_parameters(model, config.trainable)
     optimizer = torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        params, lr=config.scaled_lr(), momentum=config.momentum, weight_decay=config.weight_decay
     )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     per_epoch = math.ceil(len(dataset) / config.batch_size)
     total = per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(it, total, per_epoch, config)
     )
     stamp = fingerprint(meta, config)
-    start_epoch, rows = _resume(work_dir, stamp, model, optimizer, scheduler)
+    start_epoch, rows = _resume(work_dir, stamp, model, optimizer, scheduler, scaler)
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch)  # data order, flips, "others" draws
         loader = DataLoader(
-            dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate, drop_last=False
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=True,
+            collate_fn=collate,
+            num_workers=config.workers,
+            pin_memory=device.type == "cuda",
         )
-        rows.append(_one_epoch(model, loader, optimizer, scheduler, config, epoch))
+        rows.append(_one_epoch(model, loader, optimizer, scheduler, scaler, config, epoch, device))
         log.info(
             "epoch %d/%d: %s",
             epoch + 1,
             config.epochs,
             ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items() if k != "epoch"),
         )
-        _save_checkpoint(work_dir, epoch, stamp, model, optimizer, scheduler, rows, config)
+        _save_checkpoint(work_dir, epoch, stamp, model, optimizer, scheduler, scaler, rows, config)
     _write_log(log_csv, rows)
-    save_model(out_model, model, meta)
+    save_model(out_model, model.cpu(), meta)
 
 
-def _one_epoch(model, loader, optimizer, scheduler, config, epoch) -> dict[str, float]:
+def _one_epoch(
+    model, loader, optimizer, scheduler, scaler, config, epoch, device
+) -> dict[str, float]:
     _set_mode(model, config.trainable)
     sums: dict[str, float] = defaultdict(float)
     started = time.perf_counter()
     images_seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, mininterval=2)
+    dtype = AMP_DTYPES[config.amp]
     for images, targets in bar:
-        losses = model(list(images), list(targets))
+        images = [image.to(device, non_blocking=True) for image in images]
+        targets = [{k: v.to(device) for k, v in target.items()} for target in targets]
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            losses = model(images, targets)
         if config.trainable == "classifier":
             loss = losses["loss_classifier"]
         else:
@@ -143,8 +179,9 @@ def _one_epoch(model, loader, optimizer, scheduler, config, epoch) -> dict[str, 
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         for name, value in losses.items():
             sums[name] += value.item() * len(images)
@@ -159,13 +196,16 @@ def _one_epoch(model, loader, optimizer, scheduler, config, epoch) -> dict[str, 
     return row
 
 
-def _save_checkpoint(work_dir, epoch, stamp, model, optimizer, scheduler, rows, config) -> None:
+def _save_checkpoint(
+    work_dir, epoch, stamp, model, optimizer, scheduler, scaler, rows, config
+) -> None:
     state = {
         "epoch": epoch,
         "fingerprint": stamp,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
         "rows": rows,
     }
     with atomic_path(work_dir / f"epoch_{epoch + 1:03d}.pt") as tmp:
@@ -174,7 +214,7 @@ def _save_checkpoint(work_dir, epoch, stamp, model, optimizer, scheduler, rows, 
         old.unlink()
 
 
-def _resume(work_dir, stamp, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+def _resume(work_dir, stamp, model, optimizer, scheduler, scaler) -> tuple[int, list[dict]]:
     checkpoint = _latest_checkpoint(work_dir)
     if checkpoint is None:
         return 0, []
@@ -192,6 +232,7 @@ def _resume(work_dir, stamp, model, optimizer, scheduler) -> tuple[int, list[dic
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
     log.info("resuming from %s (epoch %d done)", checkpoint, state["epoch"] + 1)
     return state["epoch"] + 1, list(state["rows"])
 

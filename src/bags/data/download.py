@@ -1,0 +1,256 @@
+"""Resumable, verified downloads and safe unpacking for the LVIS/COCO data stage.
+
+A download is written to `<dest>.part` and renamed onto `dest` only once it is complete and
+verified, so `dest` exists only when whole. An interrupted download resumes with an HTTP Range
+request, from the bytes already in the part file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bags.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+# What a dropped connection, a timeout or a body cut short raises while talking to the server.
+_TRANSIENT = (OSError, http.client.HTTPException)
+
+
+class DownloadError(RuntimeError):
+    """A download that failed for good; the message names the URL and what went wrong."""
+
+
+class _Retry(Exception):
+    """A failure worth another try: connection error, body cut short, HTTP 5xx."""
+
+
+def _hasher(path: Path, chunk: int = 1 << 20) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            digest.update(data)
+    return digest
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    return _hasher(path, chunk).hexdigest()
+
+
+def _mismatch(
+    path: Path, size: int | None, sha256: str | None, digest: str | None = None
+) -> str | None:
+    """Why `path` fails the size/sha256 check (None if it passes); `digest` saves re-hashing."""
+    got_size = path.stat().st_size
+    if size is not None and got_size != size:
+        return f"size mismatch: expected {size} bytes, got {got_size}"
+    if sha256 is not None:
+        got = digest or sha256_file(path)
+        if got != sha256.lower():
+            return f"sha256 mismatch: expected {sha256.lower()}, got {got}"
+    return None
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(start, total) from a Content-Range header such as 'bytes 10-99/100' or 'bytes */100'."""
+    if not header or not header.startswith("bytes "):
+        return None, None
+    span, _, total = header[len("bytes ") :].partition("/")
+    start = span.partition("-")[0]
+    return (
+        int(start) if start.isdigit() else None,
+        int(total) if total.isdigit() else None,
+    )
+
+
+def _attempt(
+    url: str,
+    part: Path,
+    size: int | None,
+    sha256: str | None,
+    timeout: float,
+    chunk: int,
+    progress: bool,
+) -> str | None:
+    """One request for what `part` still lacks; returns the part's sha256 if one is wanted.
+
+    Raises _Retry for failures worth another try and DownloadError for the others.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        response = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        )
+    except urllib.error.HTTPError as error:
+        error.close()
+        if error.code == 416 and offset:
+            # Nothing left past `offset`: the part is complete, or it is not this file.
+            expected = (
+                size if size is not None else _content_range(error.headers["Content-Range"])[1]
+            )
+            digest = sha256_file(part) if sha256 else None
+            known = expected is not None or sha256 is not None
+            if known and _mismatch(part, expected, sha256, digest) is None:
+                return digest
+            part.unlink()
+            raise _Retry(
+                f"HTTP 416 for a {offset}-byte part file that fails the check; restarting"
+            ) from error
+        if error.code >= 500:
+            raise _Retry(f"HTTP {error.code} {error.reason}") from error
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except _TRANSIENT as error:
+        raise _Retry(f"connection error: {error!r}") from error
+
+    with response:
+        if response.status == 206:
+            start, _ = _content_range(response.headers["Content-Range"])
+            if start != offset:
+                part.unlink()
+                raise _Retry(f"asked for bytes from {offset}, server sent from {start}; restarting")
+        else:
+            offset = 0  # the server ignored the Range header: start again
+        length_header = response.headers["Content-Length"]
+        length = int(length_header) if length_header is not None else None
+        total = offset + length if length is not None else None
+        if size is not None and total is not None and total != size:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: size mismatch: expected {size} bytes, server has {total}")
+        digest = _hasher(part) if sha256 and offset else hashlib.sha256()
+        received = 0
+        bar = tqdm(
+            total=size or total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name.removesuffix(".part"),
+            disable=not progress,
+        )
+        with bar, open(part, "ab" if offset else "wb") as f:
+            while True:
+                try:
+                    data = response.read(chunk)
+                except _TRANSIENT as error:
+                    raise _Retry(
+                        f"read failed after {offset + received} bytes: {error!r}"
+                    ) from error
+                if not data:
+                    break
+                f.write(data)
+                if sha256:
+                    digest.update(data)
+                received += len(data)
+                bar.update(len(data))
+        if length is not None and received < length:
+            raise _Retry(f"connection closed after {offset + received} of {total} bytes")
+    return digest.hexdigest() if sha256 else None
+
+
+def download(
+    url: str,
+    dest: Path,
+    size: int | None = None,
+    sha256: str | None = None,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: float = 60.0,
+    chunk: int = 1 << 20,
+    progress: bool = True,
+) -> Path:
+    """Download `url` to `dest`, resuming and retrying; `dest` appears only once verified.
+
+    Tries at most `retries + 1` times, sleeping `backoff * 2**attempt` seconds between tries.
+    HTTP 4xx fails at once; connection errors, bodies cut short and HTTP 5xx are retried.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        problem = _mismatch(dest, size, sha256)
+        if problem:
+            raise DownloadError(f"{url}: {dest} already exists but {problem}; delete it to retry")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    tries = retries + 1
+    for attempt in range(tries):
+        try:
+            digest = _attempt(url, part, size, sha256, timeout, chunk, progress)
+            break
+        except _Retry as error:
+            if attempt + 1 == tries:
+                raise DownloadError(f"{url}: gave up after {tries} tries: {error}") from error
+            delay = backoff * 2**attempt
+            log.warning(
+                "download %s: try %d of %d failed (%s); retrying in %.2f s",
+                url,
+                attempt + 1,
+                tries,
+                error,
+                delay,
+            )
+            time.sleep(delay)
+    problem = _mismatch(part, size, sha256, digest)
+    if problem:
+        part.unlink()
+        raise DownloadError(f"{url}: {problem}")
+    os.replace(part, dest)
+    return dest
+
+
+def extract_zip(archive: Path, dest_dir: Path, marker: Path | None = None) -> None:
+    """Unzip `archive` into `dest_dir` via a sibling `.partial` folder renamed when done.
+
+    Refuses members that would land outside the folder. `marker`, if given, is written last
+    (e.g. a Snakemake output flag).
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    if dest_dir.exists():
+        raise ValueError(f"{dest_dir}: already exists; not extracting {archive} over it")
+    partial = dest_dir.with_name(dest_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # left by an interrupted earlier run
+    partial.mkdir(parents=True)
+    root = partial.resolve()
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if not (root / name).resolve().is_relative_to(root):
+                    raise ValueError(f"{archive}: member {name!r} would extract outside the folder")
+            zf.extractall(partial)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        shutil.rmtree(partial)
+        raise ValueError(f"{archive}: corrupt zip file ({error})") from error
+    except BaseException:
+        shutil.rmtree(partial)
+        raise
+    os.replace(partial, dest_dir)
+    if marker is not None:
+        write_text_atomic(marker, f"{archive}\n")
+
+
+def link_existing(source: Path, dest: Path) -> None:
+    """Make `dest` a symlink to the user's existing `source` (resolved), without copying."""
+    source, dest = Path(source), Path(dest)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: not found; cannot link {dest} to it")
+    target = source.resolve()
+    if dest.exists() or dest.is_symlink():
+        if dest.resolve() == target:
+            return
+        raise FileExistsError(f"{dest}: already exists and does not point to {target}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.symlink_to(target, target_is_directory=target.is_dir())
