@@ -363,3 +363,21 @@ def test_link_existing_errors(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="plain"):
         link_existing(tmp_path / "a", tmp_path / "plain")
     assert (tmp_path / "plain").read_text() == "user file"
+
+
+# --- the pipeline's command -------------------------------------------------------------------
+
+
+def test_download_command_checks_sha256_prefix(server: _Server, tmp_path: Path, capsys) -> None:
+    from bags.cli import main
+
+    url = _serve(server, "/fasterrcnn.pth")
+    good = hashlib.sha256(DATA).hexdigest()[:8]
+    dest = tmp_path / "w.pth"
+    assert main(["download", "--url", url, "--sha256-prefix", good, "--out", str(dest)]) == 0
+    assert dest.read_bytes() == DATA
+    other = tmp_path / "x.pth"
+    assert main(["download", "--url", url, "--sha256-prefix", "00000000", "--out", str(other)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert url in error and "does not start with 00000000" in error
+    assert not other.exists()

@@ -66,3 +66,19 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
     assert train(root, tmp_path / "b.pt", tmp_path / "ck", changed) == 1
     assert "made with another configuration" in capsys.readouterr().err
     assert not (tmp_path / "b.pt").exists()
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_path_trains(tmp_path, amp):
+    root = make_tiny_dataset(tmp_path / "data")
+    settings = {**TINY_TRAIN, "epochs": 1, "amp": amp}
+    assert train(root, tmp_path / "m.pt", tmp_path / "ck", settings) == 0
+    state = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype != torch.bfloat16 for v in state.values())  # weights stay fp32
+
+
+def test_linear_lr_scaling():
+    assert TrainConfig(epochs=1, lr=0.02, batch_size=4, base_batch_size=16).scaled_lr() == 0.005
+    assert TrainConfig(epochs=1, lr=0.02, batch_size=4).scaled_lr() == 0.02
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(epochs=1, amp="fp8")

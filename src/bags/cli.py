@@ -228,7 +228,8 @@ def cmd_import_coco(args: argparse.Namespace) -> None:
     from bags.detector import to_softmax
     from bags.engine.model_files import save_model
 
-    ids = sorted(c["id"] for c in load_annotations(args.annotations)["categories"])
+    data = load_annotations(args.annotations, keep_segmentation=False)
+    ids = sorted(c["id"] for c in data["categories"])
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
     rows = torch.tensor([0, *ids])  # torchvision's COCO head is indexed by category id
     boxes = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)

@@ -29,7 +29,8 @@ def load_annotations(
     outside its image) stops with an error (``on_bad="stop"``) or is dropped and counted
     (``on_bad="skip"``, one warning with the count per reason). ``keep_segmentation=False``
     drops each annotation's ``segmentation`` as it is parsed, for callers that need only the
-    boxes: the polygons are most of LVIS's memory (about 5 GB of 5.5 on LVIS v1 train).
+    boxes: the polygons are most of the memory (an 830 MB LVIS v1-like file: 5.3 GB peak with
+    them, 1.8 GB without).
     """
     if on_bad not in ("stop", "skip"):
         raise ValueError(f"on_bad must be 'stop' or 'skip', got {on_bad!r}")

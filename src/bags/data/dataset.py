@@ -36,7 +36,7 @@ class DetectionDataset(Dataset):
         self.image_root = Path(image_root)
         self.hflip = hflip
         self.image_paths = image_paths
-        data = load_annotations(self.annotation_file, on_bad)
+        data = load_annotations(self.annotation_file, on_bad, keep_segmentation=False)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.label_of = contiguous_ids(data)
         self.category_of = {k: cid for cid, k in self.label_of.items()}
