@@ -3,7 +3,10 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The default experiment, unless --configfile names another (configs are not merged).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -17,6 +20,27 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
+
+
+# Light or network-bound steps stay on the submitting machine under a cluster executor.
+localrules:
+    all,
+    comparison,
+    weight_norms,
+    weight_norms_bags,
+    claims,
+    download,
+    lvis_annotations,
+    lvis_images,
+    user_dataset,
+    coco_train_annotations,
+    count,
+    groups,
+    norms,
+    comparison_table,
+    plot_weight_norms,
+    plot_weight_norms_bags,
+    check_claims,
 
 
 rule all:

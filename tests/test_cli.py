@@ -36,7 +36,7 @@ def pipeline(tmp_path_factory):
             json.dumps(TINY_TRAIN),
             "--out",
             d / "baseline.pt",
-            "--log",
+            "--epoch-log",
             d / "baseline.csv",
             "--work-dir",
             d / "ck_baseline",
@@ -56,7 +56,7 @@ def pipeline(tmp_path_factory):
             json.dumps(bags_train),
             "--out",
             d / "bags.pt",
-            "--log",
+            "--epoch-log",
             d / "bags.csv",
             "--work-dir",
             d / "ck_bags",
@@ -121,10 +121,9 @@ def test_training_outputs(pipeline):
     log = pd.read_csv(pipeline / "baseline.csv")
     assert log["epoch"].tolist() == [1, 2]
     assert {"loss", "loss_classifier", "lr", "seconds", "images_per_s"} <= set(log.columns)
-    assert sorted(p.name for p in (pipeline / "ck_baseline").iterdir()) == [
-        "epoch_001.pt",
-        "epoch_002.pt",
-    ]
+    steps = sorted(p.name for p in (pipeline / "ck_baseline").iterdir())
+    per_epoch = -(-len(json.loads((pipeline / "data" / "train.json").read_text())["images"]) // 8)
+    assert steps == [f"step_{per_epoch:09d}.pt", f"step_{2 * per_epoch:09d}.pt"]
     baseline, meta = load_model(pipeline / "baseline.pt")
     bags, bags_meta = load_model(pipeline / "bags.pt")
     assert meta["classifier"] == "softmax" and bags_meta["classifier"] == "bags"

@@ -36,7 +36,8 @@ def test_conda_envs_match_requirements():
 def test_requirements_satisfy_pyproject_ranges():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     required = pins((ROOT / "requirements.txt").read_text().splitlines())
-    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"].values()
+    declared = project["dependencies"] + [text for extra in extras for text in extra]
     for text in declared:
         requirement = Requirement(text)
         name = requirement.name.lower()

@@ -204,3 +204,16 @@ def test_place_unzip_and_link(tmp_path):
         == 0
     )
     assert (tmp_path / "linked.json").resolve() == out.resolve()
+
+
+def test_paper_config_model_section_builds():
+    import yaml
+
+    from bags.builders import build_detector
+    from tests.test_workflow import ROOT
+
+    arch = yaml.safe_load((ROOT / "configs" / "lvis_v1.yaml").read_text())["model"]
+    model = build_detector(arch, 1203)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 1204
+    assert model.rpn._post_nms_top_n == {"training": 2000, "testing": 1000}
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 512

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,7 +37,7 @@ def train(root, out, work, train=TINY_TRAIN):
             json.dumps(train),
             "--out",
             str(out),
-            "--log",
+            "--epoch-log",
             str(out.with_suffix(".csv")),
             "--work-dir",
             str(work),
@@ -49,7 +50,7 @@ def test_rerun_resumes_from_last_checkpoint_with_identical_result(tmp_path):
     assert train(root, tmp_path / "a.pt", tmp_path / "ck_a") == 0
     assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
     # As if killed during epoch 2: only the epoch-1 checkpoint is left.
-    (tmp_path / "ck_b" / "epoch_002.pt").unlink()
+    max(Path(tmp_path / "ck_b").glob("step_*.pt")).unlink()
     (tmp_path / "b.pt").unlink()
     assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
     a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
@@ -61,7 +62,7 @@ def test_rerun_resumes_from_last_checkpoint_with_identical_result(tmp_path):
 def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
     root = make_tiny_dataset(tmp_path / "data")
     assert train(root, tmp_path / "a.pt", tmp_path / "ck") == 0
-    (tmp_path / "ck" / "epoch_002.pt").unlink()
+    max(Path(tmp_path / "ck").glob("step_*.pt")).unlink()
     changed = {**TINY_TRAIN, "lr": 0.5}
     assert train(root, tmp_path / "b.pt", tmp_path / "ck", changed) == 1
     assert "made with another configuration" in capsys.readouterr().err

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir, *args, check=True):
+def snakemake(workdir, *args, check=True, timeout=300):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
         [str(BIN / "snakemake"), "--cores", "2", *args],
@@ -33,7 +33,7 @@ def copy_workflow(dest):
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, dest / name)
-    for name in ("workflow", "configs", "envs"):
+    for name in ("workflow", "configs", "envs", "profiles"):
         shutil.copytree(ROOT / name, dest / name)
     return dest
 
@@ -135,6 +135,7 @@ def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
     weights = "resources/downloads/r50_fpn_coco/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
     assert f"--pretrained {weights}" in result.stdout
     assert "--image-paths coco_url" in result.stdout
+    assert "image_size" not in result.stdout  # the default config is not merged in
 
 
 def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):

@@ -78,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from bags.data.dataset import DetectionDataset
     from bags.detector import to_softmax
     from bags.engine.model_files import load_model, make_detector
-    from bags.engine.train import TrainConfig, pick_device, train
+    from bags.engine.train import Stopped, TrainConfig, pick_device, train
 
     torch.set_num_threads(args.threads)
     try:
@@ -109,7 +109,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
     device = pick_device(args.device)
     log.info("training on %s, lr %.4g for batch %d", device, config.scaled_lr(), config.batch_size)
-    train(model, dataset, config, meta, args.out, args.work_dir, args.log, device)
+    try:
+        train(model, dataset, config, meta, args.out, args.work_dir, args.epoch_log, device)
+    except Stopped as stopped:
+        log.warning("%s", stopped)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended it
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -334,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda")
     p.add_argument("--groups", type=Path, help="make the detector BAGS with these groups")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--log", type=Path, required=True, help="per-epoch CSV")
+    p.add_argument("--epoch-log", type=Path, required=True, help="per-epoch CSV")
     p.add_argument("--work-dir", type=Path, required=True, help="checkpoints, kept on failure")
     p.add_argument("--threads", type=int, default=1)
     _data_options(p)

@@ -89,3 +89,11 @@ def lvis_images_input(wildcards):
     if source_settings(wildcards.dataset).get("images"):
         return []
     return ["resources/coco/train2017", "resources/coco/val2017"]
+
+
+def launcher():
+    """One training process per GPU (torchrun) when a job has several GPUs, else one process."""
+    gpus = RES["gpu"]
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} -m bags"
+    return "python -m bags"

@@ -29,10 +29,11 @@ rule train_baseline:
             f"--pretrained {input.pretrained}" if input.pretrained else ""
         ),
         data=dataset_options,
+        launcher=launcher(),
     shell:
-        "python -m bags train --annotations {input.train} --images {input.images} "
+        "{params.launcher} train --annotations {input.train} --images {input.images} "
         "{params.data} --arch {params.arch} {params.pretrained} --train {params.train} "
-        "--out {output.model} --log {output.log} --work-dir {params.work_dir} "
+        "--out {output.model} --epoch-log {output.log} --work-dir {params.work_dir} "
         "--threads {threads} 2> {log}"
 
 
@@ -81,8 +82,9 @@ rule train_bags:
         train=as_json(config["bags"]),
         work_dir=f"{EXP}/checkpoints/longtail/bags",
         data=f"--on-bad {on_bad('longtail')} --image-paths {image_paths('longtail')}",
+        launcher=launcher(),
     shell:
-        "python -m bags train --annotations {input.train} --images {input.images} "
+        "{params.launcher} train --annotations {input.train} --images {input.images} "
         "{params.data} --init {input.baseline} --groups {input.groups} "
-        "--train {params.train} --out {output.model} --log {output.log} "
+        "--train {params.train} --out {output.model} --epoch-log {output.log} "
         "--work-dir {params.work_dir} --threads {threads} 2> {log}"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
+import signal
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,13 @@ from tqdm import tqdm
 
 from bags.data.dataset import DetectionDataset, collate
 from bags.detector import classification_layer
+from bags.engine.checkpoints import (
+    code_version,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from bags.engine.distributed import Workers, start_workers, stop_workers
 from bags.engine.model_files import save_model
 from bags.io import atomic_path
 
@@ -101,14 +107,32 @@ def _set_mode(model: FasterRCNN, trainable: str) -> None:
         model.backbone.eval()  # frozen: batch-norm statistics stay as trained
 
 
-def fingerprint(meta: dict[str, Any], config: TrainConfig) -> str:
-    text = json.dumps({"meta": meta, "train": asdict(config)}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a permutation fixed by (seed, epoch), the last batch
+    filled up from the start so that every batch splits evenly among processes."""
+    generator = torch.Generator().manual_seed(hash((seed, epoch)))
+    order = torch.randperm(size, generator=generator).tolist()
+    filled = math.ceil(size / batch_size) * batch_size
+    padded = (order * math.ceil(filled / size))[:filled]
+    return [padded[i : i + batch_size] for i in range(0, filled, batch_size)]
 
 
-def _latest_checkpoint(work_dir: Path) -> Path | None:
-    found = sorted(work_dir.glob("epoch_*.pt"))
-    return found[-1] if found else None
+class StopRequest:
+    """Turns SIGTERM (what Slurm sends before preemption) into a request to save and stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def close(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class Stopped(Exception):
+    """Training saved a checkpoint and stopped on request; rerunning resumes it."""
 
 
 def train(
@@ -121,8 +145,25 @@ def train(
     log_csv: Path,
     device: torch.device | None = None,
 ) -> None:
-    """Train ``model`` and write ``out_model``; checkpoints in ``work_dir`` make reruns resume."""
-    device = device or torch.device("cpu")
+    """Train ``model`` and write ``out_model``; checkpoints in ``work_dir`` make reruns resume.
+
+    Under ``torchrun`` every process trains on its share of each global batch of
+    ``config.batch_size`` images; only the main process writes files. SIGTERM saves a
+    checkpoint at the next step and raises ``Stopped``.
+    """
+    workers = start_workers(device or torch.device("cpu"))
+    try:
+        _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers)
+    finally:
+        stop_workers(workers)
+
+
+def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: Workers) -> None:
+    device = workers.device
+    if config.batch_size % workers.world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} must divide among {workers.world_size} processes"
+        )
     model.to(device)
     params = _trainable_parameters(model, config.trainable)
     optimizer = torch.optim.SGD(
@@ -134,107 +175,173 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(it, total, per_epoch, config)
     )
-    stamp = fingerprint(meta, config)
-    start_epoch, rows = _resume(work_dir, stamp, model, optimizer, scheduler, scaler)
-    for epoch in range(start_epoch, config.epochs):
-        torch.manual_seed(config.seed * 100_003 + epoch)  # data order, flips, "others" draws
-        loader = DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            shuffle=True,
-            collate_fn=collate,
-            num_workers=config.workers,
-            pin_memory=device.type == "cuda",
+    settings = {"meta": meta, "train": asdict(config), "world_size": workers.world_size}
+    version = code_version()
+    step, rows, partial = 0, [], None
+    checkpoint = latest_checkpoint(work_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, json.loads(json.dumps(settings, default=str)), version)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, rows, partial = state["step"], state["rows"], state["partial"]
+        log.info("resuming from %s (step %d of %d)", checkpoint, step, total)
+    net = model
+    if workers.world_size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
         )
-        rows.append(_one_epoch(model, loader, optimizer, scheduler, scaler, config, epoch, device))
-        log.info(
-            "epoch %d/%d: %s",
-            epoch + 1,
-            config.epochs,
-            ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items() if k != "epoch"),
-        )
-        _save_checkpoint(work_dir, epoch, stamp, model, optimizer, scheduler, scaler, rows, config)
-    _write_log(log_csv, rows)
-    save_model(out_model, model.cpu(), meta)
+    stop = StopRequest()
+    try:
+        while step < total:
+            epoch, first = divmod(step, per_epoch)
+            if partial is None:
+                torch.manual_seed(hash((config.seed, epoch, workers.rank)))
+                partial = {"sums": {}, "images": 0, "seconds": 0.0}
+            else:
+                torch.set_rng_state(partial["rng"])
+            batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
+            share = config.batch_size // workers.world_size
+            mine = [b[workers.rank * share : (workers.rank + 1) * share] for b in batches]
+            loader = DataLoader(
+                dataset,
+                batch_sampler=mine[first:],
+                collate_fn=collate,
+                num_workers=config.workers,
+                pin_memory=device.type == "cuda",
+                # The loader's own generator keeps it off the global RNG (resumed runs match);
+                # it seeds the loading processes, when there are any.
+                generator=torch.Generator().manual_seed(hash((config.seed, epoch, first))),
+            )
+            _set_mode(model, config.trainable)
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                initial=first,
+                total=per_epoch,
+                leave=False,
+                mininterval=2,
+                disable=not workers.is_main,
+            )
+            started = time.perf_counter()
+            for images, targets in bar:
+                losses = _step(net, images, targets, optimizer, scheduler, scaler, config, device)
+                step += 1
+                for name, value in losses.items():
+                    partial["sums"][name] = partial["sums"].get(name, 0.0) + value * len(images)
+                partial["images"] += len(images)
+                bar.set_postfix(loss=f"{losses['loss']:.3f}")
+                if workers.any(stop.requested) and step % per_epoch:
+                    partial["seconds"] += time.perf_counter() - started
+                    partial["rng"] = torch.get_rng_state()
+                    _save(
+                        work_dir,
+                        step,
+                        settings,
+                        version,
+                        model,
+                        optimizer,
+                        scheduler,
+                        scaler,
+                        rows,
+                        partial,
+                        config,
+                        workers,
+                    )
+                    raise Stopped(f"stopped on SIGTERM at step {step}; rerun to resume")
+            partial["seconds"] += time.perf_counter() - started
+            rows.append(_epoch_row(epoch, partial, optimizer, workers))
+            log.info(
+                "epoch %d/%d: %s",
+                epoch + 1,
+                config.epochs,
+                ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items() if k != "epoch"),
+            )
+            partial = None
+            _save(
+                work_dir,
+                step,
+                settings,
+                version,
+                model,
+                optimizer,
+                scheduler,
+                scaler,
+                rows,
+                partial,
+                config,
+                workers,
+            )
+            if workers.any(stop.requested) and step < total:
+                raise Stopped(f"stopped on SIGTERM after epoch {epoch + 1}; rerun to resume")
+    finally:
+        stop.close()
+    if workers.is_main:
+        _write_log(log_csv, rows)
+        save_model(out_model, model.cpu(), meta)
+    workers.barrier()
 
 
-def _one_epoch(
-    model, loader, optimizer, scheduler, scaler, config, epoch, device
-) -> dict[str, float]:
-    _set_mode(model, config.trainable)
-    sums: dict[str, float] = defaultdict(float)
-    started = time.perf_counter()
-    images_seen = 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, mininterval=2)
+def _step(net, images, targets, optimizer, scheduler, scaler, config, device) -> dict[str, float]:
+    images = [image.to(device, non_blocking=True) for image in images]
+    targets = [{k: v.to(device) for k, v in target.items()} for target in targets]
     dtype = AMP_DTYPES[config.amp]
-    for images, targets in bar:
-        images = [image.to(device, non_blocking=True) for image in images]
-        targets = [{k: v.to(device) for k, v in target.items()} for target in targets]
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            losses = model(images, targets)
-        if config.trainable == "classifier":
-            loss = losses["loss_classifier"]
-        else:
-            loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        for name, value in losses.items():
-            sums[name] += value.item() * len(images)
-        sums["loss"] += loss.item() * len(images)
-        images_seen += len(images)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    seconds = time.perf_counter() - started
-    row = {"epoch": epoch + 1}
-    row.update({name: total / max(images_seen, 1) for name, total in sorted(sums.items())})
-    row.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds)
-    row["images_per_s"] = images_seen / max(seconds, 1e-9)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        losses = net(images, targets)
+    # Classifier-only: the other losses have no trainable parameter behind them.
+    loss = losses["loss_classifier"] if config.trainable == "classifier" else sum(losses.values())
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    values = {name: value.item() for name, value in losses.items()}
+    values["loss"] = loss.item()
+    return values
+
+
+def _epoch_row(epoch, partial, optimizer, workers: Workers) -> dict[str, float]:
+    names = sorted(partial["sums"])
+    totals = workers.sum([partial["sums"][n] for n in names] + [partial["images"]])
+    images = max(totals[-1], 1)
+    row: dict[str, float] = {"epoch": epoch + 1}
+    row.update({name: total / images for name, total in zip(names, totals)})
+    row.update(lr=optimizer.param_groups[0]["lr"], seconds=partial["seconds"])
+    row["images_per_s"] = totals[-1] / max(partial["seconds"], 1e-9)
     return row
 
 
-def _save_checkpoint(
-    work_dir, epoch, stamp, model, optimizer, scheduler, scaler, rows, config
+def _save(
+    work_dir,
+    step,
+    settings,
+    version,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    rows,
+    partial,
+    config,
+    workers: Workers,
 ) -> None:
-    state = {
-        "epoch": epoch,
-        "fingerprint": stamp,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rows": rows,
-    }
-    with atomic_path(work_dir / f"epoch_{epoch + 1:03d}.pt") as tmp:
-        torch.save(state, tmp)
-    for old in sorted(work_dir.glob("epoch_*.pt"))[: -config.keep_checkpoints]:
-        old.unlink()
-
-
-def _resume(work_dir, stamp, model, optimizer, scheduler, scaler) -> tuple[int, list[dict]]:
-    checkpoint = _latest_checkpoint(work_dir)
-    if checkpoint is None:
-        return 0, []
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(
-            f"{checkpoint}: unreadable checkpoint ({error}); delete it to start over"
-        ) from error
-    if state.get("fingerprint") != stamp:
-        raise ValueError(
-            f"{checkpoint}: made with another configuration or model (fingerprint "
-            f"{state.get('fingerprint')} != {stamp}); delete {work_dir} to start over"
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    log.info("resuming from %s (epoch %d done)", checkpoint, state["epoch"] + 1)
-    return state["epoch"] + 1, list(state["rows"])
+    if workers.is_main:
+        state = {
+            "step": step,
+            "settings": json.loads(json.dumps(settings, default=str)),
+            "code_version": version,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rows": rows,
+            "partial": partial,
+        }
+        save_checkpoint(work_dir, step, state, config.keep_checkpoints)
+    workers.barrier()
 
 
 def _write_log(path: Path, rows: list[dict[str, float]]) -> None:

@@ -1,0 +1,67 @@
+"""Training checkpoints: named by optimizer step, tagged with the config and code they came from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bags
+from bags.io import atomic_path
+
+
+def code_version() -> str:
+    """The package version and a hash of its source files."""
+    digest = hashlib.sha256()
+    root = Path(bags.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{bags.__version__}+{digest.hexdigest()[:12]}"
+
+
+def checkpoint_path(work_dir: Path, step: int) -> Path:
+    return work_dir / f"step_{step:09d}.pt"
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    found = sorted(work_dir.glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+def save_checkpoint(work_dir: Path, step: int, state: dict[str, Any], keep: int) -> None:
+    with atomic_path(checkpoint_path(work_dir, step)) as tmp:
+        torch.save(state, tmp)
+    for old in sorted(work_dir.glob("step_*.pt"))[:-keep]:
+        old.unlink()
+
+
+def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[str, Any]:
+    """The checkpoint's state, refused if made with other settings or another code version."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(
+            f"{path}: unreadable checkpoint ({error}); delete it to start over"
+        ) from error
+    made_with = state.get("settings", {})
+    if made_with != settings:
+        changed = sorted(
+            key
+            for key in set(made_with) | set(settings)
+            if json.dumps(made_with.get(key), sort_keys=True, default=str)
+            != json.dumps(settings.get(key), sort_keys=True, default=str)
+        )
+        raise ValueError(
+            f"{path}: made with another configuration (differs in {', '.join(changed)}); "
+            f"delete {path.parent} to start over"
+        )
+    if state.get("code_version") != version:
+        raise ValueError(
+            f"{path}: made with code version {state.get('code_version')}, this is {version}; "
+            f"delete {path.parent} to start over, or resume with the code that made it"
+        )
+    return state
