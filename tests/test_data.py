@@ -123,3 +123,10 @@ def test_missing_images_skipped_with_a_count(tmp_path, caplog):
         dataset = DetectionDataset(root / "train.json", root / "images", on_bad="skip")
     assert len(dataset) == len(images) - 1
     assert "skipped 1 missing image(s)" in caplog.text
+
+
+def test_crowd_annotations_are_left_out(tmp_path):
+    document = json.loads(json.dumps(BASE))
+    document["annotations"].append({**document["annotations"][0], "id": 8, "iscrowd": 1})
+    data = load_annotations(write(tmp_path, document))
+    assert [a["id"] for a in data["annotations"]] == [7]

@@ -63,8 +63,8 @@ def test_softmax_focal_loss():
 
 
 def test_eql_threshold_and_loss():
-    # frequencies 1/1000 (< lambda), 999/1000 (>= lambda)
-    threshold = eql_threshold([1, 999], lam=1.76e-3)
+    # image frequencies 1/1000 (< lambda), 999/1000 (>= lambda)
+    threshold = eql_threshold([1, 999], 1000, lam=1.76e-3)
     assert threshold.tolist() == [0.0, 1.0, 0.0]
     logits = torch.tensor([[0.5, -1.0, 2.0], [0.3, 0.2, -0.4]])
     labels = torch.tensor([2, 0])  # a foreground RoI of class 2, a background RoI
@@ -136,7 +136,7 @@ def test_each_classifier_trains_a_detector(kind):
         "reweight": lambda: WeightedSoftmaxClassifier(reweight_weights(n)),
         "class_balanced": lambda: WeightedSoftmaxClassifier(class_balanced_weights(n)),
         "focal": lambda: FocalClassifier(NUM_CLASSES),
-        "eql": lambda: EqualizationClassifier(eql_threshold(n)),
+        "eql": lambda: EqualizationClassifier(eql_threshold(n, 2 * max(n))),
     }[kind]()
     torch.manual_seed(0)
     model = set_classifier(small_faster_rcnn(NUM_CLASSES), classifier)

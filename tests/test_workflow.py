@@ -142,6 +142,13 @@ def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):
     from tests.helpers import make_tiny_dataset
 
     data = make_tiny_dataset(tmp_path / "mydata")
+    # A plain COCO-format val: no LVIS fields; the pipeline adds them.
+    val = json.loads((data / "val.json").read_text())
+    for image in val["images"]:
+        del image["neg_category_ids"], image["not_exhaustive_category_ids"]
+    for category in val["categories"]:
+        del category["frequency"]
+    (data / "val.json").write_text(json.dumps(val))
     workdir = copy_workflow(tmp_path / "wf")
     config = (
         (workdir / "configs" / "test.yaml")
@@ -163,7 +170,11 @@ def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):
     )
     assert "source: coco" in config
     (workdir / "mine.yaml").write_text(config)
-    snakemake(workdir, "results/test/groups.json", "--configfile", "mine.yaml")
+    metrics = "results/test/runs/longtail/baseline/metrics.json"
+    snakemake(workdir, "results/test/groups.json", metrics, "--configfile", "mine.yaml")
     groups = json.loads((workdir / "results" / "test" / "groups.json").read_text())
+    assert "APr" in json.loads((workdir / metrics).read_text())
+    made = json.loads((workdir / "results/test/data/longtail/val.json").read_text())
+    assert all("neg_category_ids" in image for image in made["images"])
     assert [len(g["classes"]) for g in groups["groups"]] == [2, 3]
     assert (workdir / "results" / "test" / "data" / "longtail" / "train.json").is_symlink()

@@ -110,7 +110,11 @@ def r50_fpn_faster_rcnn(
                 f"{coco_weights}: not torchvision's COCO Faster R-CNN weights ({error})"
             ) from error
     in_features = model.roi_heads.box_predictor.cls_score.in_features
-    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes + 1)
+    predictor = FastRCNNPredictor(in_features, num_classes + 1)
+    for layer, std in ((predictor.cls_score, 0.01), (predictor.bbox_pred, 0.001)):
+        nn.init.normal_(layer.weight, std=std)  # as the reference initialises them
+        nn.init.zeros_(layer.bias)
+    model.roi_heads.box_predictor = predictor
     return model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -64,11 +65,16 @@ def cmd_groups(args: argparse.Namespace) -> None:
 
 
 def read_groups(path: Path) -> tuple:
+    """The groups and beta of a groups.json file."""
     from bags.groups import Groups
 
     text = Path(path).read_text()
-    beta = json.loads(text).get("beta", 8.0)
-    return Groups.from_json(text), float("inf") if beta == "all" else float(beta)
+    try:
+        groups = Groups.from_json(text)
+        beta = json.loads(text).get("beta", 8.0)
+        return groups, float("inf") if beta == "all" else float(beta)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: not a groups file ({error})") from error
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -103,6 +109,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         from bags.detector import to_group_softmax
 
         groups, beta = read_groups(args.groups)
+        listed = json.loads(args.groups.read_text()).get("category_ids")
+        if listed is not None and listed != [c["id"] for c in dataset.categories]:
+            raise ValueError(f"{args.groups}: made for other categories than {args.annotations}")
         torch.manual_seed(config.seed)
         model = to_group_softmax(model, groups, beta)
         meta = {**meta, "classifier": "bags", "groups": groups.to_json(), "beta": beta}
@@ -129,7 +138,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
     dataset = DetectionDataset(
         args.annotations, args.images, on_bad=args.on_bad, image_paths=args.image_paths
     )
-    count = predict_to_file(model, dataset, args.out, args.batch_size, pick_device(args.device))
+    device = pick_device(args.device)
+    count = predict_to_file(model, dataset, args.out, args.batch_size, device, args.workers)
     log.info("%d detections on %d images", count, len(dataset))
 
 
@@ -170,10 +180,13 @@ def cmd_download(args: argparse.Namespace) -> None:
     from bags.data.download import DownloadError, download, sha256_file
 
     path = download(args.url, args.out, args.size, args.sha256, progress=True)
-    if args.sha256_prefix and not sha256_file(path).startswith(args.sha256_prefix):
+    if args.sha256_prefix:
         got = sha256_file(path)
-        path.unlink()
-        raise DownloadError(f"{args.url}: sha256 {got} does not start with {args.sha256_prefix}")
+        if not got.startswith(args.sha256_prefix):
+            path.unlink()
+            raise DownloadError(
+                f"{args.url}: sha256 {got} does not start with {args.sha256_prefix}"
+            )
 
 
 def cmd_place(args: argparse.Namespace) -> None:
@@ -217,6 +230,18 @@ def cmd_unzip(args: argparse.Namespace) -> None:
     shutil.rmtree(staging)
 
 
+def cmd_lvis_fields(args: argparse.Namespace) -> None:
+    from bags.data.counts import read_counts
+    from bags.data.lvis_fields import add_lvis_fields
+    from bags.io import write_text_atomic
+
+    counts = read_counts(args.counts)
+    if "image_count" not in counts.columns:
+        raise ValueError(f"{args.counts}: counts CSV lacks column 'image_count'")
+    image_counts = dict(zip(counts["category_id"], counts["image_count"]))
+    write_text_atomic(args.out, json.dumps(add_lvis_fields(args.annotations, image_counts)))
+
+
 def cmd_link(args: argparse.Namespace) -> None:
     from bags.data.download import link_existing
 
@@ -234,7 +259,12 @@ def cmd_import_coco(args: argparse.Namespace) -> None:
 
     data = load_annotations(args.annotations, keep_segmentation=False)
     ids = sorted(c["id"] for c in data["categories"])
-    state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    if ids[0] < 1 or ids[-1] > 90:
+        raise ValueError(f"{args.annotations}: COCO category ids run 1..90, found {ids[-1]}")
+    try:
+        state = torch.load(args.weights, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
+        raise ValueError(f"{args.weights}: not a readable checkpoint ({error})") from error
     rows = torch.tensor([0, *ids])  # torchvision's COCO head is indexed by category id
     boxes = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)
     prefix = "roi_heads.box_predictor."
@@ -252,6 +282,16 @@ def cmd_import_coco(args: argparse.Namespace) -> None:
     save_model(args.out, model, meta)
 
 
+def _read_norms(path: Path):
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    missing = {"category_id", "instance_count", "norm"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: weight-norm CSV lacks column(s) {sorted(missing)}")
+    return table
+
+
 def _load_metrics(named: list[tuple[str, Path]]) -> dict[str, dict]:
     return {name: json.loads(path.read_text()) for name, path in named}
 
@@ -259,15 +299,18 @@ def _load_metrics(named: list[tuple[str, Path]]) -> dict[str, dict]:
 def cmd_table(args: argparse.Namespace) -> None:
     from bags.analysis.tables import comparison_table, write_table
 
-    write_table(comparison_table(_load_metrics(args.metrics)), args.out_stem, args.caption)
+    metrics = _load_metrics(args.metrics)
+    keys = {key for values in metrics.values() for key in values}
+    bins = list(itertools.takewhile(keys.__contains__, (f"AP{k}" for k in itertools.count(1))))
+    columns = ["AP", "APr", "APc", "APf", *bins]  # AP1..APk: one per count bin of the run
+    write_table(comparison_table(metrics, columns), args.out_stem, args.caption)
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from bags.analysis import figures
 
-    frames = {name: pd.read_csv(path) for name, path in args.norms}
+    frames = {name: _read_norms(path) for name, path in args.norms}
     if args.kind == "weight_norms":
         figures.plot_weight_norms(frames, args.out_stem)
     else:
@@ -275,14 +318,13 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from bags.analysis.claims import check_claims, write_claims
 
     claims = check_claims(
-        pd.read_csv(args.baseline_norms),
-        pd.read_csv(args.balanced_norms),
-        pd.read_csv(args.bags_norms),
+        _read_norms(args.baseline_norms),
+        _read_norms(args.balanced_norms),
+        _read_norms(args.bags_norms),
         json.loads(args.baseline_metrics.read_text()),
         json.loads(args.bags_metrics.read_text()),
     )
@@ -353,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda")
+    p.add_argument("--workers", type=int, default=0, help="image-loading processes")
     p.add_argument("--out", type=Path, required=True)
     _data_options(p)
     p.set_defaults(run=cmd_infer)
@@ -392,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--member-prefix", required=True, help="folder inside the zip, e.g. val2017/")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=cmd_unzip)
+
+    p = sub.add_parser("lvis-fields", help="a COCO-format val file with LVIS's fields added")
+    p.add_argument("--annotations", type=Path, required=True)
+    p.add_argument("--counts", type=Path, required=True, help="training counts CSV")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=cmd_lvis_fields)
 
     p = sub.add_parser("link", help="link an existing file or folder (no copy)")
     p.add_argument("--source", type=Path, required=True)

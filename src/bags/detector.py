@@ -16,6 +16,11 @@ def classification_layer(model: FasterRCNN) -> nn.Linear:
     return model.roi_heads.box_predictor.cls_score
 
 
+def num_classes_of(model: FasterRCNN) -> int:
+    """Foreground classes of a detector, read off its class-specific box regression."""
+    return model.roi_heads.box_predictor.bbox_pred.out_features // 4 - 1
+
+
 def new_classification_layer(in_features: int, num_logits: int) -> nn.Linear:
     """A fresh last layer initialised as the reference does: weights N(0, 0.01), bias 0."""
     layer = nn.Linear(in_features, num_logits)
@@ -36,7 +41,7 @@ def set_classifier(
     Every other weight is kept (the same tensors). Returns ``model``, changed in place.
     """
     layer = classification_layer(model)
-    num_classes = model.roi_heads.box_predictor.bbox_pred.out_features // 4 - 1
+    num_classes = num_classes_of(model)
     expected = getattr(classifier, "groups", None)
     if expected is not None and expected.num_classes != num_classes:
         raise ValueError(
@@ -68,6 +73,5 @@ def to_softmax(
     model: FasterRCNN, score_thresh: float | None = None, detections_per_img: int = 300
 ) -> FasterRCNN:
     """The plain softmax baseline on the same RoI heads (keeps the existing last layer)."""
-    num_classes = model.roi_heads.box_predictor.bbox_pred.out_features // 4 - 1
-    classifier = SoftmaxClassifier(num_classes)
+    classifier = SoftmaxClassifier(num_classes_of(model))
     return set_classifier(model, classifier, False, score_thresh, detections_per_img)

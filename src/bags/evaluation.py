@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import io
 import itertools
 import json
 import logging
-import os
-import tempfile
 import types
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,6 +16,9 @@ from typing import Any
 import lvis
 import lvis.eval
 import numpy
+
+from bags.groups import bin_index
+from bags.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _category_bins(
     for cat in gt["categories"]:
         if cat["id"] not in instance_counts:
             raise ValueError(f"no training instance count for category {cat['id']}")
-        bins[bisect.bisect_right(edges, instance_counts[cat["id"]])].append(cat["id"])
+        bins[bin_index(instance_counts[cat["id"]], edges)].append(cat["id"])
     return bins
 
 
@@ -198,16 +198,5 @@ def evaluate(
 
 
 def write_metrics(metrics: Mapping[str, Any], path: Path) -> None:
-    """Write metrics as JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dict(metrics), f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write metrics as JSON, atomically; NaN is refused (undefined values are null)."""
+    write_text_atomic(path, json.dumps(dict(metrics), indent=1, allow_nan=False) + "\n")

@@ -18,10 +18,6 @@ def _check(logits: torch.Tensor, groups: Groups) -> None:
         )
 
 
-def _table(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return tensor if tensor.device == device else tensor.to(device)
-
-
 def sample_counted(
     labels: torch.Tensor,
     groups: Groups,
@@ -37,7 +33,7 @@ def sample_counted(
     if not beta > 0:
         raise ValueError(f"beta must be > 0 (math.inf keeps every 'others' RoI), got {beta}")
     device = labels.device
-    in_group = _table(groups.class_group, device)[labels][:, None] == torch.arange(
+    in_group = groups.class_group.to(device)[labels][:, None] == torch.arange(
         1, groups.num_groups, device=device
     )
     n_fg = in_group.sum(0)
@@ -71,7 +67,7 @@ def group_softmax_loss(
         raise ValueError(f"labels must lie in 0..{groups.num_classes}, got {low}..{high}")
     labels = labels.long()
     counted = sample_counted(labels, groups, beta, generator)
-    targets = _table(groups.targets, labels.device)[labels]
+    targets = groups.targets.to(labels.device)[labels]
     picked = [
         F.log_softmax(chunk, dim=1).gather(1, targets[:, g : g + 1])
         for g, chunk in enumerate(logits.split(groups.widths, dim=1))
@@ -93,7 +89,7 @@ def group_softmax_scores(
     """
     _check(logits, groups)
     columns = torch.cat([groups.class_logit.new_zeros(1), groups.class_logit])
-    columns = _table(columns, logits.device)
+    columns = columns.to(logits.device)
     scores = logits.new_empty(logits.shape[0], groups.num_classes + 1)
     for start in range(0, logits.shape[0], block_rows):
         chunks = logits[start : start + block_rows].split(groups.widths, dim=1)

@@ -132,6 +132,11 @@ def _optional_int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[arg-type]
 
 
+def bin_index(count: int, edges: Sequence[int]) -> int:
+    """0-based bin of an instance count: bins [0, e1), [e1, e2), ..., [e_last, inf)."""
+    return bisect.bisect_right(edges, count)
+
+
 def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT_EDGES) -> Groups:
     """Bin classes by training instance count.
 
@@ -159,7 +164,7 @@ def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT
     highs = (*edges, None)
     members: list[list[int]] = [[] for _ in lows]
     for c, n in enumerate(counts, start=1):
-        members[bisect.bisect_right(edges, n)].append(c)
+        members[bin_index(n, edges)].append(c)
     kept = [k for k, group in enumerate(members) if group]
     return Groups(
         num_classes=len(counts),

@@ -54,11 +54,15 @@ def softmax_focal_loss(
     return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
 
 
-def eql_threshold(counts: Sequence[int], lam: float = 1.76e-3) -> torch.Tensor:
-    """(C + 1,) T_lambda(f_j): 1 for a class whose frequency f_j (its share of all training
-    instances) is below lambda; 0 for frequent classes and for background."""
-    n = _positive_counts(counts, "eql")
-    frequency = n / n.sum()
+def eql_threshold(
+    image_counts: Sequence[int], num_images: int, lam: float = 1.76e-3
+) -> torch.Tensor:
+    """(C + 1,) T_lambda(f_j): 1 for a class whose frequency f_j (the share of training images
+    that contain it, as Tan et al. define it) is below lambda; 0 for the others and background."""
+    n = _positive_counts(image_counts, "eql")
+    if num_images < 1:
+        raise ValueError(f"eql: num_images must be >= 1, got {num_images}")
+    frequency = n / num_images
     return torch.cat([torch.zeros(1, dtype=torch.float64), (frequency < lam).double()]).float()
 
 

@@ -62,6 +62,7 @@ class LongTailRoIHeads(RoIHeads):
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")
+            self.check_targets(targets)
             proposals, _, labels, regression_targets = self.select_training_samples(
                 proposals, targets
             )

@@ -38,6 +38,9 @@ def source_settings(dataset):
 
 
 def on_bad(dataset):
+    """COCO's own annotations are taken as they come; other sources say so in the config."""
+    if config["datasets"][dataset]["source"] == "coco_pretrained":
+        return "skip"
     return source_settings(dataset).get("on_bad_annotation", "stop")
 
 
@@ -64,14 +67,14 @@ def pretrained_weights(wildcards):
     return []
 
 
-def gpu_resources(kind):
-    """Resources of a training or inference job; runtime grows with the attempt on retries."""
+def job_resources(kind, gpus=0):
+    """Memory and runtime of a job (the runtime grows with the attempt on retries), and GPUs."""
     resources = {
         "mem_mb": RES[f"{kind}_mem_mb"],
         "runtime": lambda wildcards, attempt: RES[f"{kind}_runtime"] * attempt,
     }
-    if RES["gpu"] > 0:
-        resources["gpu"] = RES["gpu"]
+    if gpus > 0:
+        resources["gpu"] = gpus
         resources["cpus_per_gpu"] = RES["cpus_per_gpu"]
         if RES["gpu_model"]:
             resources["gpu_model"] = RES["gpu_model"]

@@ -98,7 +98,6 @@ rule lvis_images:
 rule user_dataset:
     output:
         train=f"{EXP}/data/{{dataset}}/train.json",
-        val=f"{EXP}/data/{{dataset}}/val.json",
         images=directory(f"{EXP}/data/{{dataset}}/images"),
     log:
         f"{EXP}/logs/data/{{dataset}}.log",
@@ -108,12 +107,28 @@ rule user_dataset:
         ENV
     params:
         train=lambda wc: source_settings(wc.dataset)["train"],
-        val=lambda wc: source_settings(wc.dataset)["val"],
         images=lambda wc: source_settings(wc.dataset)["images"],
     shell:
         "(python -m bags link --source {params.train} --out {output.train} && "
-        "python -m bags link --source {params.val} --out {output.val} && "
         "python -m bags link --source {params.images} --out {output.images}) 2> {log}"
+
+
+rule user_val:
+    input:
+        counts=f"{EXP}/counts/{{dataset}}.csv",
+    output:
+        f"{EXP}/data/{{dataset}}/val.json",
+    log:
+        f"{EXP}/logs/data/{{dataset}}_val.log",
+    wildcard_constraints:
+        dataset=datasets_from("coco"),
+    conda:
+        ENV
+    params:
+        val=lambda wc: source_settings(wc.dataset)["val"],
+    shell:
+        "python -m bags lvis-fields --annotations {params.val} --counts {input.counts} "
+        "--out {output} 2> {log}"
 
 
 rule coco_train_annotations:

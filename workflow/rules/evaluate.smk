@@ -13,17 +13,19 @@ rule infer:
         ENV
     threads: config["threads"]
     resources:
-        **gpu_resources("infer"),
+        **job_resources("infer", min(RES["gpu"], 1)),
     params:
         score_thresh=config["inference"]["score_thresh"],
         max_dets=config["inference"]["max_dets"],
         batch_size=config["inference"]["batch_size"],
+        workers=config["inference"]["workers"],
         data=dataset_options,
     shell:
         "python -m bags infer --model {input.model} --annotations {input.val} "
         "--images {input.images} {params.data} "
         "--score-thresh {params.score_thresh} --max-dets {params.max_dets} "
-        "--batch-size {params.batch_size} --threads {threads} --out {output} 2> {log}"
+        "--batch-size {params.batch_size} --workers {params.workers} --threads {threads} "
+        "--out {output} 2> {log}"
 
 
 rule evaluate:
@@ -39,6 +41,8 @@ rule evaluate:
         f"{EXP}/benchmarks/evaluate/{{dataset}}_{{method}}.tsv"
     conda:
         ENV
+    resources:
+        **job_resources("eval"),
     params:
         edges=" ".join(str(e) for e in config["groups"]["edges"]),
         max_dets=config["inference"]["max_dets"],

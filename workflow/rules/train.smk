@@ -20,7 +20,7 @@ rule train_baseline:
         ENV
     threads: config["threads"]
     resources:
-        **gpu_resources("train"),
+        **job_resources("train", RES["gpu"]),
     params:
         arch=as_json(config["model"]),
         train=as_json(config["baseline"]),
@@ -77,7 +77,7 @@ rule train_bags:
         ENV
     threads: config["threads"]
     resources:
-        **gpu_resources("train"),
+        **job_resources("train", RES["gpu"]),
     params:
         train=as_json(config["bags"]),
         work_dir=f"{EXP}/checkpoints/longtail/bags",

@@ -61,18 +61,23 @@ def load_annotations(
         if "file_name" not in image and "coco_url" not in image:
             raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
         sizes[image["id"]] = (image["width"], image["height"])
-    kept, skipped = [], Counter()
+    kept, skipped, crowds = [], Counter(), 0
     for annotation in data["annotations"]:
         problem = _problem(annotation, sizes, category_ids)
         if problem is None:
-            kept.append(annotation)
+            if annotation.get("iscrowd"):
+                crowds += 1  # COCO crowd regions are neither trained on nor counted
+            else:
+                kept.append(annotation)
             continue
         reason, detail = problem
         name = annotation.get("id") if isinstance(annotation, dict) else annotation
         if on_bad == "stop":
             raise _fail(path, f"annotation {name!r}: {detail}")
         skipped[reason] += 1
-    if skipped:
+    if crowds:
+        log.info("%s: left out %d crowd annotation(s)", path, crowds)
+    if skipped or crowds:
         data["annotations"] = kept
         log.warning(
             "%s: skipped %d bad annotation(s): %s",
@@ -160,6 +165,11 @@ def image_path(image: dict[str, Any], source: str = "file_name") -> str:
     if "coco_url" not in image:
         raise ValueError(f"image {image.get('id')!r} has no coco_url")
     return "/".join(image["coco_url"].split("/")[-2:])
+
+
+def frequency(image_count: int) -> str:
+    """LVIS frequency by training image count: r 1-10, c 11-100, f > 100."""
+    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
 
 
 def contiguous_ids(data: dict[str, Any]) -> dict[int, int]:

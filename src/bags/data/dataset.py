@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class DetectionDataset(Dataset):
         self.annotation_file = Path(annotation_file)
         self.image_root = Path(image_root)
         self.hflip = hflip
+        self.flip_seed = (0, 0)
         self.image_paths = image_paths
         data = load_annotations(self.annotation_file, on_bad, keep_segmentation=False)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
@@ -56,6 +58,10 @@ class DetectionDataset(Dataset):
         if missing:
             log.warning("%s: skipped %d missing image(s)", self.annotation_file, missing)
 
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """Horizontal flips are a function of (seed, epoch, image), in any loading process."""
+        self.flip_seed = (seed, epoch)
+
     @property
     def num_classes(self) -> int:
         return len(self.categories)
@@ -75,7 +81,7 @@ class DetectionDataset(Dataset):
         boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         labels = torch.tensor([self.label_of[a["category_id"]] for a in annotations])
-        if self.hflip and torch.rand(1).item() < 0.5:
+        if self.hflip and random.Random(hash((*self.flip_seed, index))).random() < 0.5:
             pixels = pixels.flip(-1)
             boxes[:, [0, 2]] = pixels.shape[-1] - boxes[:, [2, 0]]
         target = {"boxes": boxes, "labels": labels.long(), "image_id": torch.tensor(image["id"])}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bags.data.annotations import frequency
 from bags.io import atomic_path
 
 SHAPES = ("square", "circle", "triangle", "diamond", "ring", "cross", "bar", "frame")
@@ -140,11 +141,6 @@ def _split(rng, counts: list[int], max_objects: int) -> list[list[int]]:
         images.append([int(c) for c in instances[start : start + k]])
         start += k
     return images
-
-
-def frequency(image_count: int) -> str:
-    """LVIS frequency by training image count: r 1-10, c 11-100, f > 100."""
-    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
 
 
 def generate(spec: SyntheticSpec, root: Path) -> None:

@@ -32,6 +32,14 @@ class Workers:
         """True on every process when it is true on one (e.g. a stop request)."""
         return self.sum([float(flag)])[0] > 0
 
+    def gather(self, value: object) -> list:
+        """Every process's ``value``, in rank order (on every process)."""
+        if self.world_size == 1:
+            return [value]
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()

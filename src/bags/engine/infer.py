@@ -23,7 +23,7 @@ def image_results(detections: dict[str, torch.Tensor], image_id: int, category_o
             "image_id": image_id,
             "category_id": category_of[label],
             "bbox": [round(v, 2) for v in box],
-            "score": round(score, 5),
+            "score": score,
         }
         for box, label, score in zip(
             boxes.tolist(), detections["labels"].tolist(), detections["scores"].float().tolist()

@@ -45,6 +45,9 @@ def read_model_file(path: Path | str) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable model file ({error})") from error
     if not isinstance(content, dict) or not {"meta", "state_dict"} <= content.keys():
         raise ValueError(f"{path}: not a bags model file (expected 'meta' and 'state_dict')")
+    missing = {"arch", "num_classes", "classifier"} - set(content["meta"])
+    if missing:
+        raise ValueError(f"{path}: model description lacks {sorted(missing)}")
     return content
 
 

@@ -175,7 +175,9 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: lr_factor(it, total, per_epoch, config)
     )
-    settings = {"meta": meta, "train": asdict(config), "world_size": workers.world_size}
+    # What a resumed run must share with the checkpoint (not how data is loaded or kept).
+    numerics = {k: v for k, v in asdict(config).items() if k not in ("workers", "keep_checkpoints")}
+    settings = {"meta": meta, "train": numerics, "world_size": workers.world_size}
     version = code_version()
     step, rows, partial = 0, [], None
     checkpoint = latest_checkpoint(work_dir)
@@ -185,7 +187,8 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        step, rows, partial = state["step"], state["rows"], state["partial"]
+        step, rows = state["step"], state["rows"]
+        partial = state["partials"][workers.rank] if state["partials"] else None
         log.info("resuming from %s (step %d of %d)", checkpoint, step, total)
     net = model
     if workers.world_size > 1:
@@ -200,7 +203,8 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
                 torch.manual_seed(hash((config.seed, epoch, workers.rank)))
                 partial = {"sums": {}, "images": 0, "seconds": 0.0}
             else:
-                torch.set_rng_state(partial["rng"])
+                _restore_rng(partial, device)
+            dataset.set_epoch(config.seed, epoch)  # the flips of an epoch, whoever loads it
             batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
             share = config.batch_size // workers.world_size
             mine = [b[workers.rank * share : (workers.rank + 1) * share] for b in batches]
@@ -210,9 +214,7 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
                 collate_fn=collate,
                 num_workers=config.workers,
                 pin_memory=device.type == "cuda",
-                # The loader's own generator keeps it off the global RNG (resumed runs match);
-                # it seeds the loading processes, when there are any.
-                generator=torch.Generator().manual_seed(hash((config.seed, epoch, first))),
+                generator=torch.Generator(),  # keeps the loader off the global RNG
             )
             _set_mode(model, config.trainable)
             bar = tqdm(
@@ -234,7 +236,7 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
                 bar.set_postfix(loss=f"{losses['loss']:.3f}")
                 if workers.any(stop.requested) and step % per_epoch:
                     partial["seconds"] += time.perf_counter() - started
-                    partial["rng"] = torch.get_rng_state()
+                    _keep_rng(partial, device)
                     _save(
                         work_dir,
                         step,
@@ -292,7 +294,7 @@ def _step(net, images, targets, optimizer, scheduler, scaler, config, device) ->
     # Classifier-only: the other losses have no trainable parameter behind them.
     loss = losses["loss_classifier"] if config.trainable == "classifier" else sum(losses.values())
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()}")
+        raise ValueError(f"the training loss became {loss.item()}; lower the lr or check the data")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -301,6 +303,19 @@ def _step(net, images, targets, optimizer, scheduler, scaler, config, device) ->
     values = {name: value.item() for name, value in losses.items()}
     values["loss"] = loss.item()
     return values
+
+
+def _keep_rng(partial: dict, device: torch.device) -> None:
+    """This process's random state (RoI and "others" sampling draw from it) into ``partial``."""
+    partial["rng"] = torch.get_rng_state()
+    if device.type == "cuda":
+        partial["cuda_rng"] = torch.cuda.get_rng_state(device)
+
+
+def _restore_rng(partial: dict, device: torch.device) -> None:
+    torch.set_rng_state(partial["rng"])
+    if device.type == "cuda" and "cuda_rng" in partial:
+        torch.cuda.set_rng_state(partial["cuda_rng"], device)
 
 
 def _epoch_row(epoch, partial, optimizer, workers: Workers) -> dict[str, float]:
@@ -328,6 +343,7 @@ def _save(
     config,
     workers: Workers,
 ) -> None:
+    partials = None if partial is None else workers.gather(partial)
     if workers.is_main:
         state = {
             "step": step,
@@ -338,7 +354,7 @@ def _save(
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "rows": rows,
-            "partial": partial,
+            "partials": partials,  # per process, for a mid-epoch stop
         }
         save_checkpoint(work_dir, step, state, config.keep_checkpoints)
     workers.barrier()

@@ -1,0 +1,29 @@
+"""The fields LVIS evaluation needs, added to a COCO-format val file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bags.data.annotations import frequency, load_annotations
+
+
+def add_lvis_fields(val_file: Path | str, image_counts: dict[int, int]) -> dict:
+    """The val annotations with ``neg_category_ids`` (every category absent from an image: COCO
+    annotation is exhaustive), empty ``not_exhaustive_category_ids`` and each category's
+    ``frequency`` from its training image count, wherever the file lacks them."""
+    data = load_annotations(val_file)
+    present: dict[int, set[int]] = {}
+    for annotation in data["annotations"]:
+        present.setdefault(annotation["image_id"], set()).add(annotation["category_id"])
+    all_ids = {c["id"] for c in data["categories"]}
+    for image in data["images"]:
+        if "neg_category_ids" not in image:
+            image["neg_category_ids"] = sorted(all_ids - present.get(image["id"], set()))
+        image.setdefault("not_exhaustive_category_ids", [])
+    for category in data["categories"]:
+        if "frequency" not in category:
+            category["frequency"] = frequency(image_counts.get(category["id"], 0))
+    for annotation in data["annotations"]:
+        _, _, w, h = annotation["bbox"]
+        annotation.setdefault("area", w * h)
+    return data
