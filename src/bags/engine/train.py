@@ -195,6 +195,11 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+
+    def checkpoint(partial: dict | None) -> None:
+        _save(work_dir, step, settings, version, model, optimizer, scheduler, scaler, rows,
+              partial, config, workers)  # fmt: skip
+
     stop = StopRequest()
     try:
         while step < total:
@@ -237,20 +242,7 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
                 if workers.any(stop.requested) and step % per_epoch:
                     partial["seconds"] += time.perf_counter() - started
                     _keep_rng(partial, device)
-                    _save(
-                        work_dir,
-                        step,
-                        settings,
-                        version,
-                        model,
-                        optimizer,
-                        scheduler,
-                        scaler,
-                        rows,
-                        partial,
-                        config,
-                        workers,
-                    )
+                    checkpoint(partial)
                     raise Stopped(f"stopped on SIGTERM at step {step}; rerun to resume")
             partial["seconds"] += time.perf_counter() - started
             rows.append(_epoch_row(epoch, partial, optimizer, workers))
@@ -261,20 +253,7 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
                 ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items() if k != "epoch"),
             )
             partial = None
-            _save(
-                work_dir,
-                step,
-                settings,
-                version,
-                model,
-                optimizer,
-                scheduler,
-                scaler,
-                rows,
-                partial,
-                config,
-                workers,
-            )
+            checkpoint(partial)
             if workers.any(stop.requested) and step < total:
                 raise Stopped(f"stopped on SIGTERM after epoch {epoch + 1}; rerun to resume")
     finally:
