@@ -17,7 +17,7 @@ import lvis
 import lvis.eval
 import numpy
 
-from bags.groups import bin_index
+from bags.bins import bin_index
 from bags.io import write_text_atomic
 
 log = logging.getLogger(__name__)

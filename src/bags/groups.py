@@ -6,7 +6,6 @@ Logit layout (spec section 2): ``[bg, fg]`` for group 0, then for each group g >
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import json
 import warnings
@@ -16,7 +15,7 @@ from functools import cached_property
 
 import torch
 
-DEFAULT_EDGES = (10, 100, 1000)
+from bags.bins import DEFAULT_EDGES, bin_index
 
 
 @dataclass(frozen=True)
@@ -130,11 +129,6 @@ class Groups:
 
 def _optional_int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[arg-type]
-
-
-def bin_index(count: int, edges: Sequence[int]) -> int:
-    """0-based bin of an instance count: bins [0, e1), [e1, e2), ..., [e_last, inf)."""
-    return bisect.bisect_right(edges, count)
 
 
 def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT_EDGES) -> Groups:
