@@ -37,26 +37,39 @@ class DetectionDataset(Dataset):
         self.image_root = Path(image_root)
         self.hflip = hflip
         self.flip_seed = (0, 0)
-        self.image_paths = image_paths
         data = load_annotations(self.annotation_file, on_bad, keep_segmentation=False)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.label_of = contiguous_ids(data)
         self.category_of = {k: cid for cid, k in self.label_of.items()}
-        self.boxes: dict[int, list] = defaultdict(list)
+        per_image: dict[int, list] = defaultdict(list)
         for annotation in data["annotations"]:
-            self.boxes[annotation["image_id"]].append(annotation)
-        self.images = []
+            per_image[annotation["image_id"]].append(annotation)
+        # Only what loading needs, as compact arrays (loading processes get copies of it).
+        self.image_ids: list[int] = []
+        self.paths: list[str] = []
+        self.targets: list[tuple[torch.Tensor, torch.Tensor]] = []
         for image in data["images"]:
-            path = self.image_root / image_path(image, image_paths)
-            if path.is_file():
-                self.images.append(image)
-            elif on_bad == "stop":
-                raise FileNotFoundError(
-                    f"{path}: missing image (image id {image['id']} in {self.annotation_file})"
-                )
-        missing = len(data["images"]) - len(self.images)
+            relative = image_path(image, image_paths)
+            if not (self.image_root / relative).is_file():
+                if on_bad == "stop":
+                    raise FileNotFoundError(
+                        f"{self.image_root / relative}: missing image (image id {image['id']} in "
+                        f"{self.annotation_file})"
+                    )
+                continue
+            self.image_ids.append(image["id"])
+            self.paths.append(relative)
+            self.targets.append(self._target(per_image.get(image["id"], [])))
+        missing = len(data["images"]) - len(self.image_ids)
         if missing:
             log.warning("%s: skipped %d missing image(s)", self.annotation_file, missing)
+
+    def _target(self, annotations: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """xyxy boxes and contiguous labels of one image."""
+        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        labels = torch.tensor([self.label_of[a["category_id"]] for a in annotations])
+        return boxes, labels.long()
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         """Horizontal flips are a function of (seed, epoch, image), in any loading process."""
@@ -67,24 +80,21 @@ class DetectionDataset(Dataset):
         return len(self.categories)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.image_ids)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        image = self.images[index]
-        path = self.image_root / image_path(image, self.image_paths)
+        path = self.image_root / self.paths[index]
         try:
             with Image.open(path) as file:
                 pixels = pil_to_tensor(file.convert("RGB")).float().div_(255)
         except OSError as error:
             raise OSError(f"{path}: cannot read image ({error})") from error
-        annotations = self.boxes.get(image["id"], [])
-        boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        labels = torch.tensor([self.label_of[a["category_id"]] for a in annotations])
+        boxes, labels = self.targets[index]
+        boxes = boxes.clone()
         if self.hflip and random.Random(hash((*self.flip_seed, index))).random() < 0.5:
             pixels = pixels.flip(-1)
             boxes[:, [0, 2]] = pixels.shape[-1] - boxes[:, [2, 0]]
-        target = {"boxes": boxes, "labels": labels.long(), "image_id": torch.tensor(image["id"])}
+        target = {"boxes": boxes, "labels": labels, "image_id": torch.tensor(self.image_ids[index])}
         return pixels, target
 
 
