@@ -65,14 +65,16 @@ def cmd_groups(args: argparse.Namespace) -> None:
 
 
 def read_groups(path: Path) -> tuple:
-    """The groups and beta of a groups.json file."""
+    """The groups, beta and category ids (None if not listed) of a groups.json file."""
     from bags.groups import Groups
 
     text = Path(path).read_text()
     try:
         groups = Groups.from_json(text)
-        beta = json.loads(text).get("beta", 8.0)
-        return groups, float("inf") if beta == "all" else float(beta)
+        document = json.loads(text)
+        beta = document.get("beta", 8.0)
+        beta = float("inf") if beta == "all" else float(beta)
+        return groups, beta, document.get("category_ids")
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"{path}: not a groups file ({error})") from error
 
@@ -108,8 +110,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.groups is not None:
         from bags.detector import to_group_softmax
 
-        groups, beta = read_groups(args.groups)
-        listed = json.loads(args.groups.read_text()).get("category_ids")
+        groups, beta, listed = read_groups(args.groups)
         if listed is not None and listed != [c["id"] for c in dataset.categories]:
             raise ValueError(f"{args.groups}: made for other categories than {args.annotations}")
         torch.manual_seed(config.seed)
