@@ -12,7 +12,9 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import FrozenBatchNorm2d
+
+from bags.roi_pool import GridRoIAlign
 
 
 def conv_backbone(channels: int = 64, layers: int = 4, downsample: int = 2) -> nn.Sequential:
@@ -63,7 +65,7 @@ def small_faster_rcnn(
         rpn_post_nms_top_n_train=train_proposals,
         rpn_pre_nms_top_n_test=2 * test_proposals,
         rpn_post_nms_top_n_test=test_proposals,
-        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=roi_size, sampling_ratio=2),
+        box_roi_pool=GridRoIAlign("0", output_size=roi_size, sampling_ratio=2),
         box_head=TwoMLPHead(channels * roi_size**2, representation),
         box_predictor=FastRCNNPredictor(representation, num_classes + 1),
         box_batch_size_per_image=rois_per_image,
