@@ -17,18 +17,33 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/counts.smk"
 include: "workflow/rules/groups.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/features.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 
 
+rule all:
+    default_target: True
+    input:
+        [path for paths in TARGETS.values() for path in paths],
+        f"{EXP}/groups.json",
+
+
+# One target per table and figure: `snakemake --cores all <name>` makes just that.
+for _target, _paths in TARGETS.items():
+
+    rule:
+        name:
+            _target
+        input:
+            _paths,
+        localrule: True
+
+
 # Light or network-bound steps stay on the submitting machine under a cluster executor.
 localrules:
     all,
-    comparison,
-    weight_norms,
-    weight_norms_bags,
-    claims,
     download,
     lvis_annotations,
     lvis_images,
@@ -40,36 +55,9 @@ localrules:
     count,
     groups,
     norms,
-    comparison_table,
+    table,
     plot_weight_norms,
     plot_weight_norms_bags,
+    plot_weight_norms_methods,
+    plot_per_bin_ap,
     check_claims,
-
-
-rule all:
-    default_target: True
-    input:
-        TARGETS["comparison"],
-        TARGETS["weight_norms"],
-        TARGETS["weight_norms_bags"],
-        TARGETS["claims"],
-
-
-rule comparison:
-    input:
-        TARGETS["comparison"],
-
-
-rule weight_norms:
-    input:
-        TARGETS["weight_norms"],
-
-
-rule weight_norms_bags:
-    input:
-        TARGETS["weight_norms_bags"],
-
-
-rule claims:
-    input:
-        TARGETS["claims"],

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bags.analysis import figures
 from bags.analysis.claims import (
     Claim,
     check_claims,
@@ -11,8 +12,22 @@ from bags.analysis.claims import (
     spearman,
     write_claims,
 )
-from bags.analysis.figures import align_norms, plot_norms_comparison, plot_weight_norms
-from bags.analysis.tables import comparison_table, to_latex, to_markdown, write_table
+from bags.analysis.figures import (
+    align_norms,
+    plot_method_norms,
+    plot_norms_comparison,
+    plot_per_bin_ap,
+    plot_weight_norms,
+)
+from bags.analysis.tables import (
+    ablation_table,
+    comparison_table,
+    number_rows,
+    summarize_runs,
+    to_latex,
+    to_markdown,
+    write_table,
+)
 from bags.io import atomic_path, write_text_atomic
 
 METRICS = {
@@ -106,6 +121,103 @@ def test_write_table_writes_three_files(tmp_path):
     assert "\\bottomrule" in (tmp_path / "main.tex").read_text()
 
 
+# Seeds per method: BAGS AP 26 +- 1 (APr 17, None, 19 -> 18 +- sqrt 2); "wide" has a lower mean
+# AP (25.5) but a higher std (3.0) and mean + std, so bold must go by the mean alone.
+RUNS = {
+    "baseline": [{"AP": 20.0, "APr": 3.0}],
+    "BAGS": [{"AP": 25.0, "APr": 17.0}, {"AP": 26.0, "APr": None}, {"AP": 27.0, "APr": 19.0}],
+    "wide": [{"AP": 22.5, "APr": 10.0}, {"AP": 25.5, "APr": 10.0}, {"AP": 28.5, "APr": 10.0}],
+}
+
+
+def test_summarize_runs_mean_std_over_seeds_ignoring_none():
+    table = summarize_runs(RUNS, ("AP", "APr", "APf"))
+    assert list(table.columns) == [
+        *("method", "AP", "APr", "APf", "AP_std", "APr_std", "APf_std", "seeds")
+    ]
+    assert list(table["method"]) == ["baseline", "BAGS", "wide"]
+    assert list(table["seeds"]) == [1, 3, 3]
+    bags = table.iloc[1]
+    assert bags["AP"] == pytest.approx(26.0) and bags["AP_std"] == pytest.approx(1.0)
+    assert bags["APr"] == pytest.approx(18.0) and bags["APr_std"] == pytest.approx(math.sqrt(2))
+    assert math.isnan(bags["APf"]) and math.isnan(bags["APf_std"])  # all missing
+    assert table.loc[2, "AP_std"] == pytest.approx(3.0)
+    assert table.loc[0, "AP"] == pytest.approx(20.0) and math.isnan(table.loc[0, "AP_std"])
+
+
+def test_summarize_single_seed_has_no_std_columns():
+    table = summarize_runs({"a": [{"AP": 20.98, "APr": 3.0}], "b": [{"AP": 1.0}]}, ("AP", "APr"))
+    assert list(table.columns) == ["method", "AP", "APr", "seeds"]
+    assert list(table["seeds"]) == [1, 1]
+    lines = to_markdown(table).splitlines()
+    assert lines[0] == "| method | AP | APr | seeds |"
+    assert lines[2:] == ["| a | 21.0 | 3.0 | 1 |", "| b | 1.0 | - | 1 |"]
+
+
+def test_markdown_renders_mean_plus_minus_std():
+    lines = to_markdown(summarize_runs(RUNS, ("AP", "APr", "APf"))).splitlines()
+    assert lines[0] == "| method | AP | APr | APf | seeds |"  # no separate _std columns
+    assert lines[1] == "| --- | ---: | ---: | ---: | ---: |"
+    assert lines[2:] == [
+        "| baseline | 20.0 | 3.0 | - | 1 |",  # std NaN -> mean only
+        "| BAGS | 26.0 ± 1.0 | 18.0 ± 1.4 | - | 3 |",
+        "| wide | 25.5 ± 3.0 | 10.0 ± 0.0 | - | 3 |",
+    ]
+
+
+def test_latex_renders_pm_and_bolds_best_mean(tmp_path):
+    table = summarize_runs(RUNS, ("AP", "APr", "APf"))
+    tex = to_latex(table)
+    assert "\\begin{tabular}{lrrrr}" in tex
+    assert "method & AP & APr & APf & seeds \\\\" in tex
+    assert "baseline & 20.0 & 3.0 & - & 1 \\\\" in tex
+    assert "BAGS & \\textbf{26.0 $\\pm$ 1.0} & \\textbf{18.0 $\\pm$ 1.4} & - & 3 \\\\" in tex
+    assert "wide & 25.5 $\\pm$ 3.0 & 10.0 $\\pm$ 0.0 & - & 3 \\\\" in tex
+    assert tex.count("\\textbf") == 2  # seeds is not a metric
+    # The CSV keeps the raw mean and std columns at full precision.
+    write_table(table, tmp_path / "seeds")
+    back = pd.read_csv(tmp_path / "seeds.csv")
+    assert list(back.columns) == list(table.columns)
+    assert back.loc[1, "APr_std"] == pytest.approx(math.sqrt(2), abs=1e-12)
+
+
+def test_number_rows_renders_integers_never_bold():
+    table = comparison_table(METRICS, columns=("AP",))
+    numbered = number_rows(table)
+    assert list(table.columns) == ["method", "AP"]  # input unchanged
+    assert list(numbered.columns) == ["#", "method", "AP"]
+    lines = to_markdown(numbered).splitlines()
+    assert lines[0] == "| # | method | AP |"
+    assert lines[2:] == ["| 1 | baseline | 21.0 |", "| 2 | BAGS | 26.0 |"]
+    tex = to_latex(numbered)
+    assert "\\# & method & AP \\\\" in tex
+    assert "1 & baseline & 21.0 \\\\" in tex
+    assert "2 & BAGS & \\textbf{26.0} \\\\" in tex
+    assert tex.count("\\textbf") == 1
+    # Integers stay integers without a text column too.
+    assert to_markdown(number_rows(table[["AP"]])).splitlines()[2] == "| 1 | 21.0 |"
+
+
+def test_ablation_table_setting_column_verbatim_and_not_a_metric():
+    runs = {name: [{"AP": ap}] for name, ap in [("a", 20.0), ("b", 21.0), ("c", 22.0), ("d", 19)]}
+    settings = {"a": "all", "b": 0.5, "c": 8, "d": 0.25}
+    table = ablation_table(runs, settings, "groups", ("AP",))
+    assert list(table.columns) == ["method", "groups", "AP", "seeds"]
+    assert table["groups"].dtype == object
+    lines = to_markdown(table).splitlines()
+    assert lines[1] == "| --- | --- | ---: | ---: |"
+    assert lines[2:] == [
+        "| a | all | 20.0 | 1 |",
+        "| b | 0.5 | 21.0 | 1 |",
+        "| c | 8 | 22.0 | 1 |",
+        "| d | 0.25 | 19.0 | 1 |",
+    ]
+    tex = to_latex(table)
+    assert "c & 8 & \\textbf{22.0} & 1 \\\\" in tex
+    assert "d & 0.25 & 19.0 & 1 \\\\" in tex
+    assert tex.count("\\textbf") == 1
+
+
 # --- figures ----------------------------------------------------------------------------------
 
 
@@ -130,6 +242,62 @@ def test_plot_norms_comparison_writes_pdf_and_png(tmp_path):
     bags = norm_frame([1, 1000, 30, 5], [10.0, 11.0, 10.5, 10.2])
     plot_norms_comparison({"baseline": base, "BAGS": bags}, tmp_path / "norms")
     assert_pdf_png(tmp_path, "norms")
+
+
+def capture_figures(monkeypatch) -> list:
+    figs = []
+    real = figures.save_figure
+
+    def save(fig, stem):
+        figs.append(fig)
+        real(fig, stem)
+
+    monkeypatch.setattr(figures, "save_figure", save)
+    return figs
+
+
+def test_plot_per_bin_ap_bars_nan_and_error_bars(tmp_path, monkeypatch):
+    figs = capture_figures(monkeypatch)
+    runs = {
+        "baseline": [{"AP1": None, "AP2": 5.0, "AP3": 10.0}],
+        "BAGS": [{"AP1": 4.0, "AP2": 9.0, "AP3": 12.0}, {"AP1": 8.0, "AP2": 11.0, "AP3": 14.0}],
+    }
+    table = summarize_runs(runs, ("AP1", "AP2", "AP3"))
+    plot_per_bin_ap(table, ["AP1", "AP2", "AP3"], tmp_path / "bins")
+    assert_pdf_png(tmp_path, "bins")
+    (ax,) = figs[0].axes
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [5.0, 6.0, 10.0, 10.0, 13.0]  # the NaN bin has no bar
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["baseline", "BAGS"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["AP1", "AP2", "AP3"]
+    assert ax.get_ylabel() == "AP (%)"
+    errorbars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(errorbars) == 1  # BAGS only: the single-seed std is NaN
+    (segments,) = errorbars[0].lines[2]
+    spans = [abs(s[1, 1] - s[0, 1]) for s in segments.get_segments()]
+    # +- std: AP1 (4, 8) -> 2 * 2.83; AP2 (9, 11) and AP3 (12, 14) -> 2 * 1.41.
+    assert sorted(spans) == pytest.approx([2 * math.sqrt(2)] * 2 + [4 * math.sqrt(2)])
+
+
+def test_plot_method_norms_panels_and_reference(tmp_path, monkeypatch):
+    figs = capture_figures(monkeypatch)
+    base = norm_frame([1, 1000, 30], [0.5, 2.0, 1.2])
+    norms = {"baseline": base}
+    for i in range(4):
+        # Same classes, rows shuffled: the reference must be matched by category_id.
+        norms[f"m{i}"] = norm_frame([30, 1, 1000], [10.0 + i, 11.0, 12.0], ids=[3, 1, 2])
+    plot_method_norms(norms, tmp_path / "grid", reference="baseline")
+    assert_pdf_png(tmp_path, "grid")
+    axes = figs[0].axes
+    assert len(axes) == 8  # 2 x 4 grid
+    shown = [ax for ax in axes if ax.axison]
+    assert [ax.get_title() for ax in shown] == list(norms)
+    assert len(shown[0].lines) == 1  # the reference panel itself
+    grey, line = shown[2].lines
+    np.testing.assert_allclose(grey.get_ydata(), [2.0, 1.2, 0.5])  # classes 2, 3, 1
+    np.testing.assert_allclose(line.get_ydata(), [12.0, 11.0, 11.0])
+    with pytest.raises(ValueError, match="reference"):
+        plot_method_norms(norms, tmp_path / "bad", reference="softmax")
 
 
 def test_align_norms_matches_by_category_id_not_row_order():

@@ -11,14 +11,14 @@ from tests.helpers import TINY_ARCH, TINY_TRAIN, make_tiny_dataset
 
 def test_lr_schedules():
     config = TrainConfig(epochs=12, schedule="step", milestones=(8, 11), warmup_iters=500)
-    assert lr_factor(0, 1200, 100, config) == pytest.approx(1 / 3)
-    assert lr_factor(250, 1200, 100, config) == pytest.approx(2 / 3)
-    assert lr_factor(799, 1200, 100, config) == 1.0
-    assert lr_factor(800, 1200, 100, config) == pytest.approx(0.1)
-    assert lr_factor(1100, 1200, 100, config) == pytest.approx(0.01)
+    assert lr_factor(0, 1200, 0, config) == pytest.approx(1 / 3)
+    assert lr_factor(250, 1200, 2, config) == pytest.approx(2 / 3)
+    assert lr_factor(799, 1200, 7, config) == 1.0
+    assert lr_factor(800, 1200, 8, config) == pytest.approx(0.1)
+    assert lr_factor(1100, 1200, 11, config) == pytest.approx(0.01)
     cosine = TrainConfig(epochs=2, warmup_iters=0)
-    assert lr_factor(0, 100, 50, cosine) == 1.0
-    assert lr_factor(50, 100, 50, cosine) == pytest.approx(0.5)
+    assert lr_factor(0, 100, 0, cosine) == 1.0
+    assert lr_factor(50, 100, 1, cosine) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(epochs=1, schedule="linear")
 

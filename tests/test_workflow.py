@@ -22,7 +22,7 @@ def snakemake(workdir, *args, check=True, timeout=300):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -41,27 +41,70 @@ def copy_workflow(dest):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("dag"))
-    snakemake(workdir, "--configfile", "configs/test.yaml")
+    snakemake(workdir, "--configfile", "configs/test.yaml", timeout=900)
     return workdir
 
 
 def test_whole_dag_makes_every_table_figure_and_claim(finished):
     exp = finished / "results" / "test"
     table = pd.read_csv(exp / "tables" / "comparison.csv")
-    assert table["method"].tolist() == ["baseline", "BAGS"]
-    assert list(table.columns) == ["method", "AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
-    for ext in ("md", "tex"):
-        assert (exp / "tables" / f"comparison.{ext}").stat().st_size > 0
-    for name in ("weight_norms", "weight_norms_bags"):
+    rows = ["baseline", "re-weight", "RFS-finetune", "NCM-fc", "tau-norm", "BAGS"]
+    assert table["method"].tolist() == rows
+    assert table["#"].tolist() == list(range(1, 7))
+    metrics = ["AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
+    assert list(table.columns) == ["#", "method", *metrics, "seeds"]
+    ablations = {
+        "ablation_groups": ("groups", ["BAGS, 2 groups", "BAGS"]),
+        "ablation_beta": ("beta", ["BAGS", "BAGS, beta all"]),
+        "ablation_finetune": ("fine-tuned", ["BAGS", "BAGS, box head"]),
+    }
+    for name, (setting, methods) in ablations.items():
+        ablation = pd.read_csv(exp / "tables" / f"{name}.csv")
+        assert ablation["method"].tolist() == methods, name
+        assert list(ablation.columns)[:2] == ["method", setting]
+    for name in ("comparison", *ablations):
+        for ext in ("md", "tex"):
+            assert (exp / "tables" / f"{name}.{ext}").stat().st_size > 0
+    for name in ("weight_norms", "weight_norms_bags", "weight_norms_methods", "per_bin_ap"):
         assert (exp / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (exp / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     claims = (exp / "claims.md").read_text()
     assert claims.count("| PASS |") + claims.count("| FAIL |") == 4
-    metrics = json.loads((exp / "runs" / "longtail" / "bags" / "metrics.json").read_text())
+    run = exp / "runs" / "longtail" / "bags" / "seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"} <= set(metrics)
     assert {"AP1", "AP2", "AP3", "AP4"} <= set(metrics)
-    assert (exp / "benchmarks" / "train" / "longtail_bags.tsv").is_file()
-    assert (exp / "logs" / "train" / "longtail_bags.log").is_file()
+    assert (exp / "benchmarks" / "train" / "longtail_bags_seed0.tsv").is_file()
+    assert (exp / "logs" / "train" / "longtail_bags_seed0.log").is_file()
+    # tau was chosen on held-out training images: one row per tau tried.
+    selection = pd.read_csv(exp / "runs" / "longtail" / "tau_norm" / "seed0" / "train_log.csv")
+    assert selection["tau"].tolist() == [0, 1]
+    assert not (exp / "cache").exists()  # the feature cache is temporary
+
+
+def test_classifier_level_methods_change_only_the_last_layer(finished):
+    import torch
+
+    runs = finished / "results" / "test" / "runs" / "longtail"
+    baseline = torch.load(runs / "baseline" / "seed0" / "model.pt", weights_only=True)
+    for method in ("bags", "rfs_finetune", "ncm", "tau_norm"):
+        other = torch.load(runs / method / "seed0" / "model.pt", weights_only=True)
+        for key, value in baseline["state_dict"].items():
+            if "cls_score" not in key:
+                assert torch.equal(value, other["state_dict"][key]), (method, key)
+        layer = "roi_heads.box_predictor.cls_score.weight"
+        assert not torch.equal(baseline["state_dict"][layer], other["state_dict"][layer]), method
+
+
+def test_several_seeds_plan_one_run_per_seed(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(
+        workdir, "--configfile", "configs/test.yaml", "--config", "seeds=[0,1]", "--dry-run"
+    )
+    for seed in (0, 1):
+        assert f"runs/longtail/bags/seed{seed}/metrics.json" in result.stdout
+        assert f"cache/seed{seed}/train.pt" in result.stdout
+    assert "runs/balanced/baseline/seed1" not in result.stdout  # Figure 1 shows the first seed
 
 
 def test_rerun_has_nothing_to_do(finished):
@@ -80,12 +123,12 @@ def test_named_target_builds_only_what_it_needs(tmp_path):
     assert jobs_planned(workdir, "weight_norms") == {
         "synthesize",
         "count",
-        "train_baseline",
+        "train",
         "norms",
         "plot_weight_norms",
         "weight_norms",
     }
-    assert "train_bags" in jobs_planned(workdir, "claims")
+    assert {"cache_features", "fit_head"} <= jobs_planned(workdir, "claims")
 
 
 def test_unknown_config_key_is_one_clear_error(tmp_path):
@@ -125,9 +168,9 @@ def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
         "lvis_annotations",
         "coco_image_folder",
         "import_coco_model",
-        "train_baseline",
-        "train_bags",
+        "train",
         "evaluate",
+        "table",
         "check_claims",
     ):
         assert job in stats, job
@@ -170,7 +213,7 @@ def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):
     )
     assert "source: coco" in config
     (workdir / "mine.yaml").write_text(config)
-    metrics = "results/test/runs/longtail/baseline/metrics.json"
+    metrics = "results/test/runs/longtail/baseline/seed0/metrics.json"
     snakemake(workdir, "results/test/groups.json", metrics, "--configfile", "mine.yaml")
     groups = json.loads((workdir / "results" / "test" / "groups.json").read_text())
     assert "APr" in json.loads((workdir / metrics).read_text())

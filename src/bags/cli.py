@@ -29,6 +29,13 @@ def _named(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _named_text(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def cmd_synthesize(args: argparse.Namespace) -> None:
     from bags.data.synthetic import SyntheticSpec, generate
 
@@ -79,23 +86,55 @@ def read_groups(path: Path) -> tuple:
         raise ValueError(f"{path}: not a groups file ({error})") from error
 
 
+def training_stats(dataset, counts_file: Path | None):
+    """The method's view of the training set; instance counts from ``counts_file`` (what the
+    groups are made from) when given, else counted from the dataset's boxes."""
+    from bags.methods import TrainingStats
+
+    image_classes = [labels.tolist() for _, labels in dataset.targets]
+    image_counts = [0] * dataset.num_classes
+    for classes in image_classes:
+        for c in set(classes):
+            image_counts[c - 1] += 1
+    if counts_file is None:
+        instance_counts = [0] * dataset.num_classes
+        for classes in image_classes:
+            for c in classes:
+                instance_counts[c - 1] += 1
+    else:
+        from bags.data.counts import read_counts
+
+        counts = read_counts(counts_file)
+        if counts["category_id"].tolist() != [c["id"] for c in dataset.categories]:
+            raise ValueError(
+                f"{counts_file}: made for other categories than {dataset.annotation_file}"
+            )
+        instance_counts = counts["instance_count"].tolist()
+    return TrainingStats(instance_counts, image_counts, image_classes)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
     import torch
 
     from bags.builders import build_detector
     from bags.data.dataset import DetectionDataset
-    from bags.detector import to_softmax
+    from bags.detector import set_classifier
     from bags.engine.model_files import load_model, make_detector
     from bags.engine.train import Stopped, TrainConfig, pick_device, train
+    from bags.methods import MethodSpec, scoring_meta
 
     torch.set_num_threads(args.threads)
     try:
         config = TrainConfig(**args.train)
     except TypeError as error:
         raise ValueError(f"training settings: {error}") from error
+    method = MethodSpec.from_dict(args.method)
     dataset = DetectionDataset(
         args.annotations, args.images, config.hflip, args.on_bad, args.image_paths
     )
+    stats = training_stats(dataset, args.counts)
     if args.init is not None:
         model, meta = load_model(args.init)
         if meta["num_classes"] != dataset.num_classes:
@@ -105,25 +144,145 @@ def cmd_train(args: argparse.Namespace) -> None:
             )
     else:
         torch.manual_seed(config.seed)
-        model = to_softmax(build_detector(args.arch, dataset.num_classes, args.pretrained))
-        meta = {"arch": args.arch, "num_classes": dataset.num_classes, "classifier": "softmax"}
-    if args.groups is not None:
-        from bags.detector import to_group_softmax
-
-        groups, beta, listed = read_groups(args.groups)
-        if listed is not None and listed != [c["id"] for c in dataset.categories]:
-            raise ValueError(f"{args.groups}: made for other categories than {args.annotations}")
-        torch.manual_seed(config.seed)
-        model = to_group_softmax(model, groups, beta)
-        meta = {**meta, "classifier": "bags", "groups": groups.to_json(), "beta": beta}
-        make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
+        model = build_detector(args.arch, dataset.num_classes, args.pretrained)
+        meta = {"arch": args.arch, "num_classes": dataset.num_classes}
+    classifier = method.classifier(stats)
+    torch.manual_seed(config.seed)  # a fresh last layer starts the same way on any path
+    model = set_classifier(model, classifier, method.new_layer)
+    meta = {**meta, **scoring_meta(classifier), "method": asdict(method)}
+    make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
     device = pick_device(args.device)
     log.info("training on %s, lr %.4g for batch %d", device, config.scaled_lr(), config.batch_size)
     try:
-        train(model, dataset, config, meta, args.out, args.work_dir, args.epoch_log, device)
+        train(
+            model,
+            dataset,
+            config,
+            meta,
+            args.out,
+            args.work_dir,
+            args.epoch_log,
+            device,
+            method.epoch_images(stats),
+        )
     except Stopped as stopped:
         log.warning("%s", stopped)
         raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended it
+
+
+def cmd_cache(args: argparse.Namespace) -> None:
+    import random
+
+    import torch
+
+    from bags.data.annotations import load_annotations
+    from bags.data.dataset import DetectionDataset
+    from bags.engine.feature_cache import save_features, scoring_features, training_features
+    from bags.engine.model_files import load_model
+    from bags.io import write_text_atomic
+
+    torch.set_num_threads(args.threads)
+    model, _ = load_model(args.model)
+    options = {"on_bad": args.on_bad, "image_paths": args.image_paths}
+    train = DetectionDataset(args.annotations, args.images, **options)
+    save_features(training_features(model, train, args.batch_size), args.out_dir / "train.pt")
+    val = DetectionDataset(args.val, args.images, **options)
+    save_features(scoring_features(model, val, args.batch_size), args.out_dir / "val.pt")
+    # A fixed share of the training images on which post-hoc settings are chosen (never val).
+    data = load_annotations(args.annotations, args.on_bad, keep_segmentation=False)
+    ids = sorted(image["id"] for image in data["images"])
+    count = max(1, round(args.heldout * len(ids)))
+    chosen = set(random.Random(args.seed).sample(ids, count))
+    data["images"] = [image for image in data["images"] if image["id"] in chosen]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in chosen]
+    write_text_atomic(args.out_dir / "heldout.json", json.dumps(data))
+    heldout = DetectionDataset(args.out_dir / "heldout.json", args.images, **options)
+    save_features(scoring_features(model, heldout, args.batch_size), args.out_dir / "heldout.pt")
+
+
+def cmd_head(args: argparse.Namespace) -> None:
+    import tempfile
+
+    import pandas as pd
+    import torch
+
+    from bags.data.counts import read_counts
+    from bags.detector import classification_layer, set_classifier
+    from bags.engine.feature_cache import load_features
+    from bags.engine.head import class_mean_layer, finite, fit_layer, score_cached, write_records
+    from bags.engine.model_files import load_model, make_detector, save_model
+    from bags.engine.train import TrainConfig
+    from bags.evaluation import evaluate
+    from bags.io import atomic_path
+    from bags.methods import MethodSpec, TrainingStats, scoring_meta
+    from bags.posthoc import tau_normalize
+
+    torch.set_num_threads(args.threads)
+    try:
+        config = TrainConfig(**args.train)
+    except TypeError as error:
+        raise ValueError(f"training settings: {error}") from error
+    method = MethodSpec.from_dict(args.method)
+    model, meta = load_model(args.baseline, args.score_thresh, args.max_dets)
+    counts = read_counts(args.counts)
+    instance_counts = counts["instance_count"].tolist()
+    if len(instance_counts) != meta["num_classes"]:
+        raise ValueError(
+            f"{args.counts}: {len(counts)} classes, the model has {meta['num_classes']}"
+        )
+    category_of = dict(enumerate(counts["category_id"].tolist(), start=1))
+    train = load_features(args.cache_dir / "train.pt")
+    image_counts = [0] * len(instance_counts)
+    for classes in train.image_classes:
+        for c in set(classes):
+            image_counts[c - 1] += 1
+    stats = TrainingStats(instance_counts, image_counts, train.image_classes)
+    rows: list[dict] = []
+    kind = args.posthoc.get("kind", "none")
+    if kind == "none":
+        classifier = method.classifier(stats)
+        torch.manual_seed(config.seed)
+        set_classifier(model, classifier, method.new_layer, args.score_thresh, args.max_dets)
+        sampler = model.roi_heads.fg_bg_sampler
+        rows = fit_layer(
+            classification_layer(model), classifier, train, sampler, config,
+            method.epoch_images(stats),
+        )  # fmt: skip
+        meta = {**meta, **scoring_meta(classifier), "method": args.method}
+    elif kind == "ncm":
+        model.roi_heads.box_predictor.cls_score = class_mean_layer(train, meta["num_classes"])
+        meta = {**meta, "classifier": "softmax", "posthoc": args.posthoc}
+    elif kind == "tau_norm":
+        # tau is chosen by AP on held-out training images, never on val.
+        heldout = load_features(args.cache_dir / "heldout.pt")
+        original = classification_layer(model)
+        counts_by_id = dict(zip(counts["category_id"], instance_counts))
+        for tau in args.posthoc.get("taus", [0.0, 0.5, 1.0, 1.5, 2.0]):
+            model.roi_heads.box_predictor.cls_score = tau_normalize(original, tau)
+            with tempfile.TemporaryDirectory() as scratch:
+                detections = Path(scratch) / "heldout_detections.json"
+                write_records(score_cached(model, heldout, category_of), detections)
+                metrics = evaluate(
+                    args.cache_dir / "heldout.json",
+                    detections,
+                    counts_by_id,
+                    args.edges,
+                    args.max_dets,
+                )
+            rows.append({"tau": tau, "heldout_AP": metrics["AP"], "heldout_APr": metrics["APr"]})
+        best = max(rows, key=lambda row: finite(row["heldout_AP"]))
+        log.info("tau-norm: tau %.2f, held-out AP %s", best["tau"], best["heldout_AP"])
+        model.roi_heads.box_predictor.cls_score = tau_normalize(original, best["tau"])
+        meta = {**meta, "classifier": "softmax", "posthoc": {**args.posthoc, "tau": best["tau"]}}
+    else:
+        raise ValueError(f"unknown post-hoc method {kind!r}; known: none, ncm, tau_norm")
+    make_detector(meta)
+    save_model(args.out_model, model, meta)
+    with atomic_path(args.out_log) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    val = load_features(args.cache_dir / "val.pt")
+    write_records(score_cached(model, val, category_of), args.out_detections)
+    _write_norms(model, meta, counts, args.out_norms)
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -156,25 +315,30 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     write_metrics(metrics, args.out)
 
 
-def cmd_norms(args: argparse.Namespace) -> None:
-    from bags.data.counts import read_counts
+def _write_norms(model, meta: dict, counts, out: Path) -> None:
     from bags.detector import classification_layer
-    from bags.engine.model_files import load_model
     from bags.groups import Groups
     from bags.io import atomic_path
     from bags.weight_norms import class_weight_norms
 
-    model, meta = load_model(args.model)
     groups = Groups.from_json(meta["groups"]) if meta["classifier"] == "bags" else None
+    table = counts[["category_id", "name", "instance_count"]].copy()
+    table["norm"] = class_weight_norms(classification_layer(model), groups).numpy()
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def cmd_norms(args: argparse.Namespace) -> None:
+    from bags.data.counts import read_counts
+    from bags.engine.model_files import load_model
+
+    model, meta = load_model(args.model)
     counts = read_counts(args.counts)
     if len(counts) != meta["num_classes"]:
         raise ValueError(
             f"{args.counts}: {len(counts)} classes, the model has {meta['num_classes']}"
         )
-    table = counts[["category_id", "name", "instance_count"]].copy()
-    table["norm"] = class_weight_norms(classification_layer(model), groups).numpy()
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False)
+    _write_norms(model, meta, counts, args.out)
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -293,27 +457,51 @@ def _read_norms(path: Path):
     return table
 
 
-def _load_metrics(named: list[tuple[str, Path]]) -> dict[str, dict]:
-    return {name: json.loads(path.read_text()) for name, path in named}
+def _runs(named: list[tuple[str, Path]]) -> dict[str, list[dict]]:
+    """Metrics files by label, in order; a label named again is another seed of that row."""
+    runs: dict[str, list[dict]] = {}
+    for name, path in named:
+        runs.setdefault(name, []).append(json.loads(path.read_text()))
+    return runs
+
+
+def _metric_columns(runs: dict[str, list[dict]]) -> tuple[list[str], list[str]]:
+    """The table's metrics and the per-bin ones (AP1..APk, one per count bin of the run)."""
+    keys = {key for seeds in runs.values() for values in seeds for key in values}
+    bins = list(itertools.takewhile(keys.__contains__, (f"AP{k}" for k in itertools.count(1))))
+    return ["AP", "APr", "APc", "APf", *bins], bins
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from bags.analysis.tables import comparison_table, write_table
+    from bags.analysis.tables import ablation_table, number_rows, summarize_runs, write_table
 
-    metrics = _load_metrics(args.metrics)
-    keys = {key for values in metrics.values() for key in values}
-    bins = list(itertools.takewhile(keys.__contains__, (f"AP{k}" for k in itertools.count(1))))
-    columns = ["AP", "APr", "APc", "APf", *bins]  # AP1..APk: one per count bin of the run
-    write_table(comparison_table(metrics, columns), args.out_stem, args.caption)
+    runs = _runs(args.metrics)
+    columns, _ = _metric_columns(runs)
+    if args.setting_name:
+        settings = dict(args.setting)
+        missing = set(runs) - set(settings)
+        if missing:
+            raise ValueError(f"no --setting for {sorted(missing)}")
+        table = ablation_table(runs, settings, args.setting_name, columns)
+    else:
+        table = number_rows(summarize_runs(runs, columns))
+    write_table(table, args.out_stem, args.caption)
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-
     from bags.analysis import figures
+    from bags.analysis.tables import summarize_runs
 
+    if args.kind == "per_bin_ap":
+        runs = _runs(args.metrics)
+        columns, bins = _metric_columns(runs)
+        figures.plot_per_bin_ap(summarize_runs(runs, columns), bins, args.out_stem)
+        return
     frames = {name: _read_norms(path) for name, path in args.norms}
     if args.kind == "weight_norms":
         figures.plot_weight_norms(frames, args.out_stem)
+    elif args.kind == "weight_norms_methods":
+        figures.plot_method_norms(frames, args.out_stem, args.reference)
     else:
         figures.plot_norms_comparison(frames, args.out_stem)
 
@@ -379,13 +567,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, help="start from this trained model")
     p.add_argument("--pretrained", type=Path, help="COCO-trained weights of the R50-FPN")
     p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda")
-    p.add_argument("--groups", type=Path, help="make the detector BAGS with these groups")
+    p.add_argument(
+        "--method", type=_json, default={}, help="loss, sampler and their options as JSON"
+    )
+    p.add_argument("--counts", type=Path, help="instance counts (CSV) the method's rule uses")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--epoch-log", type=Path, required=True, help="per-epoch CSV")
     p.add_argument("--work-dir", type=Path, required=True, help="checkpoints, kept on failure")
     p.add_argument("--threads", type=int, default=1)
     _data_options(p)
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("cache", help="a frozen model's box-head features, computed once")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--annotations", type=Path, required=True, help="training annotations")
+    p.add_argument("--val", type=Path, required=True, help="val annotations")
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--heldout", type=float, default=0.1, help="share of training images held out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    _data_options(p)
+    p.set_defaults(run=cmd_cache)
+
+    p = sub.add_parser("head", help="a classifier-level method on cached features")
+    p.add_argument("--baseline", type=Path, required=True, help="the model the cache came from")
+    p.add_argument("--cache-dir", type=Path, required=True)
+    p.add_argument("--counts", type=Path, required=True)
+    p.add_argument("--method", type=_json, default={}, help="loss, sampler and options as JSON")
+    p.add_argument("--posthoc", type=_json, default={}, help='{"kind": "ncm" | "tau_norm"}')
+    p.add_argument("--train", type=_json, default={"epochs": 1}, help="TrainConfig as JSON")
+    p.add_argument("--edges", type=int, nargs="*", default=[10, 100, 1000])
+    p.add_argument("--score-thresh", type=float, default=0.0)
+    p.add_argument("--max-dets", type=int, default=300)
+    p.add_argument("--out-model", type=Path, required=True)
+    p.add_argument("--out-log", type=Path, required=True)
+    p.add_argument("--out-detections", type=Path, required=True)
+    p.add_argument("--out-norms", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(run=cmd_head)
 
     p = sub.add_parser("infer", help="detections as an LVIS results JSON")
     p.add_argument("--model", type=Path, required=True)
@@ -455,15 +676,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=cmd_import_coco)
 
-    p = sub.add_parser("table", help="comparison table (CSV, Markdown, LaTeX)")
-    p.add_argument("--metrics", type=_named, nargs="+", required=True, metavar="NAME=JSON")
+    p = sub.add_parser("table", help="comparison or ablation table (CSV, Markdown, LaTeX)")
+    p.add_argument(
+        "--metrics", type=_named, nargs="+", required=True, metavar="NAME=JSON",
+        help="a row's metrics; the same NAME again adds a seed (mean and std are shown)",
+    )  # fmt: skip
+    p.add_argument("--setting-name", help="an ablation table: the column of what varies")
+    p.add_argument("--setting", type=_named_text, nargs="*", default=[], metavar="NAME=VALUE")
     p.add_argument("--caption", default="")
     p.add_argument("--out-stem", type=Path, required=True)
     p.set_defaults(run=cmd_table)
 
-    p = sub.add_parser("figure", help="weight-norm figures (PDF and PNG)")
-    p.add_argument("kind", choices=["weight_norms", "weight_norms_bags"])
-    p.add_argument("--norms", type=_named, nargs="+", required=True, metavar="NAME=CSV")
+    p = sub.add_parser("figure", help="weight-norm and per-bin AP figures (PDF and PNG)")
+    p.add_argument(
+        "kind", choices=["weight_norms", "weight_norms_bags", "weight_norms_methods", "per_bin_ap"]
+    )
+    p.add_argument("--norms", type=_named, nargs="*", default=[], metavar="NAME=CSV")
+    p.add_argument("--metrics", type=_named, nargs="*", default=[], metavar="NAME=JSON")
+    p.add_argument("--reference", help="weight_norms_methods: drawn behind every panel")
     p.add_argument("--out-stem", type=Path, required=True)
     p.set_defaults(run=cmd_figure)
 

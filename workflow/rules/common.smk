@@ -1,18 +1,119 @@
 import json
 import os
+import re
 
 EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
 RES = config["resources"]
 
-TARGETS = {
-    "comparison": expand(f"{EXP}/tables/comparison.{{ext}}", ext=["csv", "md", "tex"]),
-    "weight_norms": expand(f"{EXP}/figures/weight_norms.{{ext}}", ext=["pdf", "png"]),
-    "weight_norms_bags": expand(
-        f"{EXP}/figures/weight_norms_bags.{{ext}}", ext=["pdf", "png"]
-    ),
-    "claims": f"{EXP}/claims.md",
+SEEDS = config["seeds"]
+FIRST = f"seed{SEEDS[0]}"  # the seed whose models the figures and claims show
+METHODS = {
+    name: {
+        "tables": ["comparison"],
+        "paper": True,
+        "init": "scratch",
+        "loss": "softmax",
+        "loss_options": {},
+        "sampler": "uniform",
+        "sampler_options": {},
+        "new_layer": False,
+        **entry,
+    }
+    for name, entry in config["methods"].items()
+    if name not in config["skip"]
 }
+if "baseline" not in METHODS:
+    raise ValueError(
+        "config: the baseline cannot be skipped; every other method builds on it"
+    )
+TABLES = ["comparison", "ablation_groups", "ablation_beta", "ablation_finetune"]
+
+
+def settings_of(name):
+    """A method's training settings: its schedule section with its overrides."""
+    entry = METHODS[name]
+    schedule = entry.get(
+        "schedule", "bags" if entry["init"] == "baseline" else "baseline"
+    )
+    return {**config[schedule], **entry.get("settings", {})}
+
+
+def spec_of(name):
+    """What `bags train` and `bags head` take as --method (BAGS gets the config's groups)."""
+    entry = METHODS[name]
+    options = dict(entry["loss_options"])
+    if entry["loss"] == "bags":
+        options = {"edges": config["groups"]["edges"], "beta": config["groups"]["beta"]}
+        options.update(entry["loss_options"])
+    keys = ("loss", "sampler", "sampler_options", "new_layer")
+    return {"loss_options": options, **{k: entry[k] for k in keys}}
+
+
+def is_cached(name):
+    """Classifier-level methods run on the frozen baseline's cached features."""
+    entry = METHODS[name]
+    level = "posthoc" in entry or settings_of(name).get("trainable") == "classifier"
+    return entry["init"] == "baseline" and level and config["feature_cache"]
+
+
+for _name, _entry in METHODS.items():
+    if "posthoc" in _entry and not is_cached(_name):
+        raise ValueError(
+            f"config: method {_name!r} is post-hoc; it needs init: baseline and feature_cache"
+        )
+
+
+def methods_in(table):
+    return [n for n, m in METHODS.items() if table in m["tables"]]
+
+
+def pattern(names):
+    """A wildcard pattern matching exactly these names (never matches if none)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+CACHED = [n for n in METHODS if is_cached(n)]
+TRAINED = [n for n in METHODS if n not in CACHED]
+
+
+def run_file(dataset, name, seed, file):
+    return f"{EXP}/runs/{dataset}/{name}/seed{seed}/{file}"
+
+
+def metrics_of(names):
+    return {
+        name: [run_file("longtail", name, seed, "metrics.json") for seed in SEEDS]
+        for name in names
+    }
+
+
+def named_metrics(names):
+    """`label=path` per row and seed (a repeated label is another seed of that row)."""
+    return " ".join(
+        f"'{METHODS[name]['label']}={path}'"
+        for name, paths in metrics_of(names).items()
+        for path in paths
+    )
+
+
+def table_targets(table):
+    return expand(f"{EXP}/tables/{table}.{{ext}}", ext=["csv", "md", "tex"])
+
+
+TARGETS = {
+    **{table: table_targets(table) for table in TABLES if methods_in(table)},
+    "per_bin_ap": expand(f"{EXP}/figures/per_bin_ap.{{ext}}", ext=["pdf", "png"]),
+    "weight_norms_methods": expand(
+        f"{EXP}/figures/weight_norms_methods.{{ext}}", ext=["pdf", "png"]
+    ),
+    "weight_norms": expand(f"{EXP}/figures/weight_norms.{{ext}}", ext=["pdf", "png"]),
+}
+if "bags" in METHODS:  # the BAGS figure and the claims compare BAGS with the baseline
+    TARGETS["weight_norms_bags"] = expand(
+        f"{EXP}/figures/weight_norms_bags.{{ext}}", ext=["pdf", "png"]
+    )
+    TARGETS["claims"] = [f"{EXP}/claims.md"]
 
 
 def datasets_from(*sources):
@@ -23,7 +124,8 @@ def datasets_from(*sources):
 
 wildcard_constraints:
     dataset="longtail|balanced",
-    method="baseline|bags",
+    method=pattern(METHODS),
+    seed=r"-?\d+",
     name="[A-Za-z0-9_.-]+",
 
 
@@ -100,3 +202,58 @@ def launcher():
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node={gpus} -m bags"
     return "python -m bags"
+
+
+def init_model(wildcards):
+    """The baseline a method goes on from (none when it trains from scratch)."""
+    if METHODS[wildcards.method]["init"] == "baseline":
+        return run_file(wildcards.dataset, "baseline", wildcards.seed, "model.pt")
+    return []
+
+
+FINETUNED = {"classifier": "classifier", "box_head": "box head", "all": "everything"}
+
+
+def ablation_setting(table, name):
+    """What an ablation varies, as its table shows it, and a key that orders the rows."""
+    if table == "ablation_groups":
+        edges = spec_of(name)["loss_options"]["edges"]
+        split = ", ".join(str(e) for e in edges) or "none"
+        return f"{len(edges) + 1} (split at {split})", len(edges)
+    if table == "ablation_beta":
+        beta = spec_of(name)["loss_options"]["beta"]
+        return str(beta), float("inf") if beta == "all" else float(beta)
+    trainable = settings_of(name).get("trainable", "all")
+    return FINETUNED[trainable], list(FINETUNED).index(trainable)
+
+
+SETTING_NAMES = {
+    "ablation_groups": "groups",
+    "ablation_beta": "beta",
+    "ablation_finetune": "fine-tuned",
+}
+
+
+def table_rows(table):
+    names = methods_in(table)
+    if table in SETTING_NAMES:
+        names = sorted(names, key=lambda n: ablation_setting(table, n)[1])
+    return names
+
+
+def table_options(table):
+    if table not in SETTING_NAMES:
+        return ""
+    settings = " ".join(
+        f"'{METHODS[n]['label']}={ablation_setting(table, n)[0]}'"
+        for n in table_rows(table)
+    )
+    return f"--setting-name '{SETTING_NAMES[table]}' --setting {settings}"
+
+
+# Every comparison method that retrains or replaces the baseline's last layer.
+RETRAINED = ["baseline"] + [
+    n
+    for n in methods_in("comparison")
+    if n in CACHED or settings_of(n).get("trainable") != "all"
+]

@@ -1,14 +1,16 @@
 rule infer:
     input:
-        model=f"{EXP}/runs/{{dataset}}/{{method}}/model.pt",
+        model=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
         val=f"{EXP}/data/{{dataset}}/val.json",
         images=f"{EXP}/data/{{dataset}}/images",
     output:
-        f"{EXP}/runs/{{dataset}}/{{method}}/detections.json",
+        f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/detections.json",
     log:
-        f"{EXP}/logs/infer/{{dataset}}_{{method}}.log",
+        f"{EXP}/logs/infer/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
-        f"{EXP}/benchmarks/infer/{{dataset}}_{{method}}.tsv"
+        f"{EXP}/benchmarks/infer/{{dataset}}_{{method}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=pattern(TRAINED),
     conda:
         ENV
     threads: config["threads"]
@@ -31,14 +33,14 @@ rule infer:
 rule evaluate:
     input:
         val=f"{EXP}/data/{{dataset}}/val.json",
-        detections=f"{EXP}/runs/{{dataset}}/{{method}}/detections.json",
+        detections=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/detections.json",
         counts=f"{EXP}/counts/{{dataset}}.csv",
     output:
-        f"{EXP}/runs/{{dataset}}/{{method}}/metrics.json",
+        f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/metrics.json",
     log:
-        f"{EXP}/logs/evaluate/{{dataset}}_{{method}}.log",
+        f"{EXP}/logs/evaluate/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
-        f"{EXP}/benchmarks/evaluate/{{dataset}}_{{method}}.tsv"
+        f"{EXP}/benchmarks/evaluate/{{dataset}}_{{method}}_seed{{seed}}.tsv"
     conda:
         ENV
     resources:
@@ -54,14 +56,16 @@ rule evaluate:
 
 rule norms:
     input:
-        model=f"{EXP}/runs/{{dataset}}/{{method}}/model.pt",
+        model=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
         counts=f"{EXP}/counts/{{dataset}}.csv",
     output:
-        f"{EXP}/runs/{{dataset}}/{{method}}/weight_norms.csv",
+        f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/weight_norms.csv",
     log:
-        f"{EXP}/logs/norms/{{dataset}}_{{method}}.log",
+        f"{EXP}/logs/norms/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
-        f"{EXP}/benchmarks/norms/{{dataset}}_{{method}}.tsv"
+        f"{EXP}/benchmarks/norms/{{dataset}}_{{method}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        method=pattern(TRAINED),
     conda:
         ENV
     shell:

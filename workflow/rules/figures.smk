@@ -1,7 +1,7 @@
 rule plot_weight_norms:
     input:
-        balanced=f"{EXP}/runs/balanced/baseline/weight_norms.csv",
-        longtail=f"{EXP}/runs/longtail/baseline/weight_norms.csv",
+        balanced=run_file("balanced", "baseline", SEEDS[0], "weight_norms.csv"),
+        longtail=run_file("longtail", "baseline", SEEDS[0], "weight_norms.csv"),
     output:
         pdf=f"{EXP}/figures/weight_norms.pdf",
         png=report(
@@ -24,8 +24,8 @@ rule plot_weight_norms:
 
 rule plot_weight_norms_bags:
     input:
-        baseline=f"{EXP}/runs/longtail/baseline/weight_norms.csv",
-        bags=f"{EXP}/runs/longtail/bags/weight_norms.csv",
+        baseline=run_file("longtail", "baseline", SEEDS[0], "weight_norms.csv"),
+        bags=run_file("longtail", "bags", SEEDS[0], "weight_norms.csv"),
     output:
         pdf=f"{EXP}/figures/weight_norms_bags.pdf",
         png=report(
@@ -48,11 +48,11 @@ rule plot_weight_norms_bags:
 
 rule check_claims:
     input:
-        baseline_norms=f"{EXP}/runs/longtail/baseline/weight_norms.csv",
-        balanced_norms=f"{EXP}/runs/balanced/baseline/weight_norms.csv",
-        bags_norms=f"{EXP}/runs/longtail/bags/weight_norms.csv",
-        baseline_metrics=f"{EXP}/runs/longtail/baseline/metrics.json",
-        bags_metrics=f"{EXP}/runs/longtail/bags/metrics.json",
+        baseline_norms=run_file("longtail", "baseline", SEEDS[0], "weight_norms.csv"),
+        balanced_norms=run_file("balanced", "baseline", SEEDS[0], "weight_norms.csv"),
+        bags_norms=run_file("longtail", "bags", SEEDS[0], "weight_norms.csv"),
+        baseline_metrics=run_file("longtail", "baseline", SEEDS[0], "metrics.json"),
+        bags_metrics=run_file("longtail", "bags", SEEDS[0], "metrics.json"),
     output:
         report(f"{EXP}/claims.md", caption="../report/claims.rst", category="Claims"),
     log:
@@ -68,3 +68,57 @@ rule check_claims:
         "--balanced-norms {input.balanced_norms} --bags-norms {input.bags_norms} "
         "--baseline-metrics {input.baseline_metrics} --bags-metrics {input.bags_metrics} "
         "--title '{params.title}' --out {output} 2> {log}"
+
+
+rule plot_per_bin_ap:
+    input:
+        lambda wc: [
+            p for paths in metrics_of(methods_in("comparison")).values() for p in paths
+        ],
+    output:
+        pdf=f"{EXP}/figures/per_bin_ap.pdf",
+        png=report(
+            f"{EXP}/figures/per_bin_ap.png",
+            caption="../report/per_bin_ap.rst",
+            category="Figures",
+        ),
+    log:
+        f"{EXP}/logs/figures/per_bin_ap.log",
+    benchmark:
+        f"{EXP}/benchmarks/figures/per_bin_ap.tsv"
+    conda:
+        ENV
+    params:
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
+        metrics=named_metrics(methods_in("comparison")),
+    shell:
+        "python -m bags figure per_bin_ap --metrics {params.metrics} "
+        "--out-stem {params.stem} 2> {log}"
+
+
+rule plot_weight_norms_methods:
+    input:
+        [run_file("longtail", n, SEEDS[0], "weight_norms.csv") for n in RETRAINED],
+    output:
+        pdf=f"{EXP}/figures/weight_norms_methods.pdf",
+        png=report(
+            f"{EXP}/figures/weight_norms_methods.png",
+            caption="../report/weight_norms_methods.rst",
+            category="Figures",
+        ),
+    log:
+        f"{EXP}/logs/figures/weight_norms_methods.log",
+    benchmark:
+        f"{EXP}/benchmarks/figures/weight_norms_methods.tsv"
+    conda:
+        ENV
+    params:
+        stem=lambda wc, output: os.path.splitext(output[0])[0],
+        norms=" ".join(
+            f"'{METHODS[n]['label']}={run_file('longtail', n, SEEDS[0], 'weight_norms.csv')}'"
+            for n in RETRAINED
+        ),
+        reference=METHODS["baseline"]["label"],
+    shell:
+        "python -m bags figure weight_norms_methods --norms {params.norms} "
+        "--reference '{params.reference}' --out-stem {params.stem} 2> {log}"

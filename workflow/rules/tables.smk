@@ -1,24 +1,35 @@
-rule comparison_table:
+# The comparison table and the BAGS ablations: one row per method, mean and std over seeds.
+
+
+rule table:
     input:
-        baseline=f"{EXP}/runs/longtail/baseline/metrics.json",
-        bags=f"{EXP}/runs/longtail/bags/metrics.json",
+        lambda wc: [
+            p for paths in metrics_of(table_rows(wc.table)).values() for p in paths
+        ],
     output:
         csv=report(
-            f"{EXP}/tables/comparison.csv",
-            caption="../report/comparison.rst",
+            f"{EXP}/tables/{{table}}.csv",
+            caption="../report/tables.rst",
             category="Tables",
         ),
-        md=f"{EXP}/tables/comparison.md",
-        tex=f"{EXP}/tables/comparison.tex",
+        md=f"{EXP}/tables/{{table}}.md",
+        tex=f"{EXP}/tables/{{table}}.tex",
     log:
-        f"{EXP}/logs/tables/comparison.log",
+        f"{EXP}/logs/tables/{{table}}.log",
     benchmark:
-        f"{EXP}/benchmarks/tables/comparison.tsv"
+        f"{EXP}/benchmarks/tables/{{table}}.tsv"
+    wildcard_constraints:
+        table=pattern(TABLES),
     conda:
         ENV
     params:
         stem=lambda wc, output: os.path.splitext(output[0])[0],
-        caption=f"Box AP on the {config['experiment']} val split (percent).",
+        metrics=lambda wc: named_metrics(table_rows(wc.table)),
+        options=lambda wc: table_options(wc.table),
+        caption=lambda wc: (
+            f"Box AP (%) on the {config['experiment']} val split, "
+            f"{'mean and std over ' if len(SEEDS) > 1 else ''}seeds {SEEDS}."
+        ),
     shell:
-        "python -m bags table --metrics baseline={input.baseline} BAGS={input.bags} "
+        "python -m bags table --metrics {params.metrics} {params.options} "
         "--caption '{params.caption}' --out-stem {params.stem} 2> {log}"

@@ -1,8 +1,9 @@
-"""Weight-norm figures: the paper's Figure 1 and a baseline-vs-BAGS norm comparison."""
+"""Figures: the paper's Figure 1, weight-norm comparisons and per-bin AP bars."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +22,7 @@ X_LABEL = "classes sorted by training instances"
 COUNT_LABEL = "training instances (log)"
 NORM_LABEL = "weight norm ||w||"
 NORM_MEAN_LABEL = "weight norm / mean"
+AP_LABEL = "AP (%)"
 BAR_COLOR = "0.75"
 
 
@@ -112,5 +114,69 @@ def plot_norms_comparison(
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(NORM_MEAN_LABEL if normalize else NORM_LABEL)
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    save_figure(fig, stem)
+
+
+def plot_per_bin_ap(table: pd.DataFrame, bins: Sequence[str], stem: Path | str) -> None:
+    """Grouped bars: one group per bin (e.g. AP1..AP4), one bar per row of `table`.
+
+    `method` gives the legend labels, the `bin` columns the heights (NaN: no bar) and
+    `<bin>_std` columns, where present, the error bars.
+    """
+    if table.empty or not bins:
+        raise ValueError("no methods or bins to plot")
+    sns.set_theme(style="whitegrid")
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * n * len(bins) + 1.5), 4))
+    colors = sns.color_palette("tab20" if n > 10 else "tab10", n)
+    width = 0.8 / n
+    x = np.arange(len(bins))
+    for i, (_, row) in enumerate(table.iterrows()):
+        heights = np.array([row[b] for b in bins], dtype=float)
+        stds = np.array([row.get(f"{b}_std", np.nan) for b in bins], dtype=float)
+        pos = x - 0.4 + (i + 0.5) * width
+        shown = ~np.isnan(heights)
+        label = str(row["method"])
+        ax.bar(pos[shown], heights[shown], width=width, color=colors[i], label=label)
+        err = shown & ~np.isnan(stds)
+        if err.any():
+            ax.errorbar(pos[err], heights[err], yerr=stds[err], fmt="none", ecolor="0.2", capsize=2)
+    ax.set_xticks(x, list(bins))
+    ax.set_xlim(-0.5, len(bins) - 0.5)
+    ax.set_ylabel(AP_LABEL)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=math.ceil(n / 16), frameon=False)
+    fig.tight_layout()
+    save_figure(fig, stem)
+
+
+def plot_method_norms(
+    norms: Mapping[str, pd.DataFrame], stem: Path | str, reference: str | None = None
+) -> None:
+    """One panel per method (grid of up to 4 columns): its weight norms over classes sorted by
+    its instance counts. The `reference` frame's norms, matched by category_id, are drawn in
+    light grey behind every other panel's line."""
+    if not norms:
+        raise ValueError("no norm tables to plot")
+    if reference is not None and reference not in norms:
+        raise ValueError(f"reference {reference!r} is not one of the norm tables")
+    sns.set_theme(style="white")
+    ncols = min(4, len(norms))
+    nrows = math.ceil(len(norms) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False)
+    ref = None if reference is None else norms[reference].set_index("category_id")["norm"]
+    for ax, (name, frame) in zip(axes.flat, norms.items()):
+        data = sort_by_count(frame)
+        x = np.arange(len(data))
+        if ref is not None and name != reference:
+            ref_norms = data["category_id"].map(ref).astype(float)
+            ax.plot(x, ref_norms, color="0.8", linewidth=0.8, label=reference)
+        ax.plot(x, data["norm"], color="C3", linewidth=0.9, label=name)
+        ax.set_xlim(-0.5, len(data) - 0.5)
+        ax.set_title(name)
+    for ax in axes.flat[len(norms) :]:
+        ax.axis("off")
+    fig.supxlabel(X_LABEL)
+    fig.supylabel(NORM_LABEL)
     fig.tight_layout()
     save_figure(fig, stem)

@@ -9,9 +9,9 @@ import torch
 from torchvision.models.detection import FasterRCNN
 
 from bags.builders import build_detector
-from bags.detector import to_group_softmax, to_softmax
-from bags.groups import Groups
+from bags.detector import set_classifier
 from bags.io import atomic_path
+from bags.methods import scoring_classifier
 
 
 def make_detector(
@@ -19,15 +19,8 @@ def make_detector(
 ) -> FasterRCNN:
     """Build the detector ``meta`` describes: arch, num_classes, classifier (and groups)."""
     model = build_detector(meta["arch"], meta["num_classes"])
-    classifier = meta["classifier"]
-    if classifier == "bags":
-        groups = Groups.from_json(meta["groups"])
-        return to_group_softmax(
-            model, groups, meta.get("beta", 8.0), None, score_thresh, detections
-        )
-    if classifier == "softmax":
-        return to_softmax(model, score_thresh, detections)
-    raise ValueError(f"unknown classifier {classifier!r}; known: softmax, bags")
+    classifier = scoring_classifier(meta)
+    return set_classifier(model, classifier, False, score_thresh, detections)
 
 
 def save_model(path: Path | str, model: FasterRCNN, meta: dict[str, Any]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
+import itertools
 import json
 import logging
 import math
@@ -28,11 +30,13 @@ from bags.engine.checkpoints import (
 from bags.engine.distributed import Workers, start_workers, stop_workers
 from bags.engine.model_files import save_model
 from bags.io import atomic_path
+from bags.methods import EpochImages
 
 log = logging.getLogger(__name__)
 
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+TRAINABLE = ("all", "box_head", "classifier")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -53,7 +57,8 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()  # epochs after which "step" multiplies the lr by 0.1
     warmup_iters: int = 100
     warmup_ratio: float = 1 / 3
-    trainable: str = "all"  # "all" or "classifier" (the last layer only, everything else frozen)
+    # "all"; "box_head" (its two layers and the predictor); "classifier" (the last layer only)
+    trainable: str = "all"
     hflip: bool = False
     amp: str = "none"  # mixed precision on a GPU: "none", "bf16" or "fp16"
     base_batch_size: int | None = None  # lr is for this batch; scaled linearly to the real one
@@ -65,8 +70,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "step"):
             raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
-        if self.trainable not in ("all", "classifier"):
-            raise ValueError(f"trainable must be 'all' or 'classifier', got {self.trainable!r}")
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
 
@@ -77,8 +82,9 @@ class TrainConfig:
         return self.lr * self.batch_size / self.base_batch_size
 
 
-def lr_factor(iteration: int, total: int, per_epoch: int, config: TrainConfig) -> float:
-    """Linear warm-up from ``warmup_ratio``, then cosine to zero or steps of 0.1."""
+def lr_factor(iteration: int, total: int, epoch: int, config: TrainConfig) -> float:
+    """Linear warm-up from ``warmup_ratio``, then cosine to zero or steps of 0.1 (``epoch``:
+    the 0-based epoch that ``iteration`` falls in)."""
     if iteration < config.warmup_iters:
         alpha = iteration / config.warmup_iters
         warm = config.warmup_ratio + (1 - config.warmup_ratio) * alpha
@@ -86,7 +92,6 @@ def lr_factor(iteration: int, total: int, per_epoch: int, config: TrainConfig) -
         warm = 1.0
     if config.schedule == "cosine":
         return warm * 0.5 * (1 + math.cos(math.pi * iteration / max(total, 1)))
-    epoch = iteration // max(per_epoch, 1)
     return warm * 0.1 ** sum(epoch >= m for m in config.milestones)
 
 
@@ -95,26 +100,49 @@ def _trainable_parameters(model: FasterRCNN, trainable: str) -> list[torch.nn.Pa
         return [p for p in model.parameters() if p.requires_grad]
     for p in model.parameters():
         p.requires_grad_(False)
-    layer = classification_layer(model)
-    for p in layer.parameters():
+    heads = model.roi_heads
+    part = classification_layer(model) if trainable == "classifier" else heads
+    for p in part.parameters():
         p.requires_grad_(True)
-    return list(layer.parameters())
+    return list(part.parameters())
 
 
 def _set_mode(model: FasterRCNN, trainable: str) -> None:
     model.train()
-    if trainable == "classifier":
+    if trainable != "all":
         model.backbone.eval()  # frozen: batch-norm statistics stay as trained
 
 
-def epoch_batches(size: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The global batches of one epoch: a permutation fixed by (seed, epoch), the last batch
-    filled up from the start so that every batch splits evenly among processes."""
+def epoch_batches(
+    images: int | list[int], batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """The global batches of one epoch over ``images`` (a count, or the indices a sampler
+    chose): a permutation fixed by (seed, epoch), the last batch filled up from the start so
+    that every batch splits evenly among processes."""
+    indices = list(range(images)) if isinstance(images, int) else images
+    size = len(indices)
+    if size == 0:
+        raise ValueError("an epoch without images: the sampler chose none")
     generator = torch.Generator().manual_seed(hash((seed, epoch)))
-    order = torch.randperm(size, generator=generator).tolist()
+    order = [indices[i] for i in torch.randperm(size, generator=generator).tolist()]
     filled = math.ceil(size / batch_size) * batch_size
     padded = (order * math.ceil(filled / size))[:filled]
     return [padded[i : i + batch_size] for i in range(0, filled, batch_size)]
+
+
+def training_plan(
+    size: int, config: TrainConfig, epoch_images: EpochImages = None
+) -> list[list[list[int]]]:
+    """Every epoch's global batches; ``epoch_images`` (a method's sampler) picks the images."""
+    return [
+        epoch_batches(
+            size if epoch_images is None else epoch_images(config.seed, epoch),
+            config.batch_size,
+            config.seed,
+            epoch,
+        )
+        for epoch in range(config.epochs)
+    ]
 
 
 class StopRequest:
@@ -144,21 +172,24 @@ def train(
     work_dir: Path,
     log_csv: Path,
     device: torch.device | None = None,
+    epoch_images: EpochImages = None,
 ) -> None:
     """Train ``model`` and write ``out_model``; checkpoints in ``work_dir`` make reruns resume.
 
     Under ``torchrun`` every process trains on its share of each global batch of
     ``config.batch_size`` images; only the main process writes files. SIGTERM saves a
-    checkpoint at the next step and raises ``Stopped``.
+    checkpoint at the next step and raises ``Stopped``. ``epoch_images`` picks each epoch's
+    images (a method's sampler); by default every image once.
     """
     workers = start_workers(device or torch.device("cpu"))
+    plan = training_plan(len(dataset), config, epoch_images)
     try:
-        _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers)
+        _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan)
     finally:
         stop_workers(workers)
 
 
-def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: Workers) -> None:
+def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan) -> None:
     device = workers.device
     if config.batch_size % workers.world_size:
         raise ValueError(
@@ -170,10 +201,11 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
         params, lr=config.scaled_lr(), momentum=config.momentum, weight_decay=config.weight_decay
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    per_epoch = math.ceil(len(dataset) / config.batch_size)
-    total = per_epoch * config.epochs
+    starts = [0, *itertools.accumulate(len(batches) for batches in plan)]  # first step per epoch
+    total = starts[-1]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: lr_factor(it, total, per_epoch, config)
+        optimizer,
+        lambda it: lr_factor(it, total, bisect.bisect_right(starts, it) - 1, config),
     )
     # What a resumed run must share with the checkpoint (not how data is loaded or kept).
     numerics = {k: v for k, v in asdict(config).items() if k not in ("workers", "keep_checkpoints")}
@@ -203,14 +235,15 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
     stop = StopRequest()
     try:
         while step < total:
-            epoch, first = divmod(step, per_epoch)
+            epoch = bisect.bisect_right(starts, step) - 1
+            first, per_epoch = step - starts[epoch], len(plan[epoch])
             if partial is None:
                 torch.manual_seed(hash((config.seed, epoch, workers.rank)))
                 partial = {"sums": {}, "images": 0, "seconds": 0.0}
             else:
                 _restore_rng(partial, device)
             dataset.set_epoch(config.seed, epoch)  # the flips of an epoch, whoever loads it
-            batches = epoch_batches(len(dataset), config.batch_size, config.seed, epoch)
+            batches = plan[epoch]
             share = config.batch_size // workers.world_size
             mine = [b[workers.rank * share : (workers.rank + 1) * share] for b in batches]
             loader = DataLoader(
@@ -239,7 +272,7 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers: 
                     partial["sums"][name] = partial["sums"].get(name, 0.0) + value * len(images)
                 partial["images"] += len(images)
                 bar.set_postfix(loss=f"{losses['loss']:.3f}")
-                if workers.any(stop.requested) and step % per_epoch:
+                if workers.any(stop.requested) and step < starts[epoch + 1]:
                     partial["seconds"] += time.perf_counter() - started
                     _keep_rng(partial, device)
                     checkpoint(partial)
@@ -270,8 +303,13 @@ def _step(net, images, targets, optimizer, scheduler, scaler, config, device) ->
     dtype = AMP_DTYPES[config.amp]
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         losses = net(images, targets)
-    # Classifier-only: the other losses have no trainable parameter behind them.
-    loss = losses["loss_classifier"] if config.trainable == "classifier" else sum(losses.values())
+    # Only the losses that have a trainable parameter behind them.
+    if config.trainable == "classifier":
+        loss = losses["loss_classifier"]
+    elif config.trainable == "box_head":
+        loss = losses["loss_classifier"] + losses["loss_box_reg"]
+    else:
+        loss = sum(losses.values())
     if not torch.isfinite(loss):
         raise ValueError(f"the training loss became {loss.item()}; lower the lr or check the data")
     optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,209 @@
+"""Long-tail methods as named pieces: a classification rule (its loss and scores) and which
+images an epoch visits. A method in the config names one of each, with options.
+
+Adding a method is one function here, registered under a name the config then uses:
+
+    @loss("my_loss")
+    def my_loss(stats: TrainingStats, options: dict) -> Classifier: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bags.classifiers import (
+    Classifier,
+    EqualizationClassifier,
+    FocalClassifier,
+    GroupSoftmaxClassifier,
+    SoftmaxClassifier,
+    WeightedSoftmaxClassifier,
+)
+from bags.groups import Groups, assign_groups
+from bags.losses import class_balanced_weights, eql_threshold, reweight_weights
+from bags.sampling import class_balanced_indices, repeat_factors, repeated_indices, tail_images
+
+
+@dataclass(frozen=True)
+class TrainingStats:
+    """What the rules need to know about the training set (classes are 1..C, in id order)."""
+
+    instance_counts: list[int]  # per class, as the groups are made from (the counts file)
+    image_counts: list[int]  # per class: training images that contain it
+    image_classes: list[list[int]]  # per training image: its box labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.instance_counts)
+
+
+# An epoch's images: (seed, epoch) -> image indices, or None for every image once.
+EpochImages = Callable[[int, int], list[int]] | None
+
+LOSSES: dict[str, Callable[[TrainingStats, dict], Classifier]] = {}
+SAMPLERS: dict[str, Callable[[TrainingStats, dict], EpochImages]] = {}
+
+
+def loss(name: str):
+    """Register a classification rule: ``(stats, options) -> Classifier``."""
+
+    def register(function):
+        LOSSES[name] = function
+        return function
+
+    return register
+
+
+def sampler(name: str):
+    """Register an image sampler: ``(stats, options) -> EpochImages``."""
+
+    def register(function):
+        SAMPLERS[name] = function
+        return function
+
+    return register
+
+
+def _options(options: dict, allowed: Sequence[str], what: str) -> dict:
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ValueError(f"{what}: unknown option(s) {sorted(unknown)}; known: {sorted(allowed)}")
+    return options
+
+
+@loss("softmax")
+def softmax(stats: TrainingStats, options: dict) -> Classifier:
+    _options(options, [], "softmax")
+    return SoftmaxClassifier(stats.num_classes)
+
+
+@loss("bags")
+def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
+    """BAGS; ``edges`` bin the classes by instance count, ``beta`` is a number or "all"."""
+    _options(options, ["edges", "beta"], "bags")
+    groups = assign_groups(stats.instance_counts, options.get("edges", [10, 100, 1000]))
+    beta = options.get("beta", 8)
+    return GroupSoftmaxClassifier(groups, float("inf") if beta == "all" else float(beta))
+
+
+@loss("reweight")
+def reweight(stats: TrainingStats, options: dict) -> Classifier:
+    _options(options, ["low", "high"], "reweight")
+    return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, **options))
+
+
+@loss("class_balanced")
+def class_balanced(stats: TrainingStats, options: dict) -> Classifier:
+    _options(options, ["beta"], "class_balanced")
+    return WeightedSoftmaxClassifier(class_balanced_weights(stats.instance_counts, **options))
+
+
+@loss("focal")
+def focal(stats: TrainingStats, options: dict) -> Classifier:
+    _options(options, ["gamma"], "focal")
+    return FocalClassifier(stats.num_classes, **options)
+
+
+@loss("eql")
+def equalization(stats: TrainingStats, options: dict) -> Classifier:
+    """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3)."""
+    _options(options, ["lam"], "eql")
+    threshold = eql_threshold(stats.image_counts, len(stats.image_classes), **options)
+    return EqualizationClassifier(threshold)
+
+
+@sampler("uniform")
+def uniform(stats: TrainingStats, options: dict) -> EpochImages:
+    _options(options, [], "uniform sampler")
+    return None
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(hash((seed, epoch, 1)))  # ints: the same every run
+
+
+@sampler("rfs")
+def repeat_factor(stats: TrainingStats, options: dict) -> EpochImages:
+    """LVIS repeat-factor sampling with threshold ``t``."""
+    _options(options, ["t"], "rfs sampler")
+    factors = repeat_factors(stats.image_classes, options.get("t", 0.001))
+    return lambda seed, epoch: repeated_indices(factors, _generator(seed, epoch))
+
+
+@sampler("class_balanced")
+def class_balanced_images(stats: TrainingStats, options: dict) -> EpochImages:
+    """Class-balanced sampling (cRT): as many draws per epoch as there are images."""
+    _options(options, [], "class_balanced sampler")
+    size = len(stats.image_classes)
+    return lambda seed, epoch: class_balanced_indices(
+        stats.image_classes, size, _generator(seed, epoch)
+    )
+
+
+@sampler("tail")
+def tail(stats: TrainingStats, options: dict) -> EpochImages:
+    """Only images with a class of fewer than ``below`` training instances."""
+    _options(options, ["below"], "tail sampler")
+    below = options.get("below", 100)
+    classes = {c + 1 for c, n in enumerate(stats.instance_counts) if n < below}
+    images = tail_images(stats.image_classes, classes)
+    if not images:
+        raise ValueError(f"tail sampler: no training image has a class with < {below} instances")
+    return lambda seed, epoch: list(images)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method's rule and sampler, as the config names them."""
+
+    loss: str = "softmax"
+    loss_options: dict[str, Any] | None = None
+    sampler: str = "uniform"
+    sampler_options: dict[str, Any] | None = None
+    new_layer: bool = False  # a fresh last layer instead of the starting model's
+
+    @classmethod
+    def from_dict(cls, document: dict) -> MethodSpec:
+        try:
+            spec = cls(**document)
+        except TypeError as error:
+            raise ValueError(f"method settings: {error}") from error
+        if spec.loss not in LOSSES:
+            raise ValueError(f"unknown loss {spec.loss!r}; known: {sorted(LOSSES)}")
+        if spec.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {spec.sampler!r}; known: {sorted(SAMPLERS)}")
+        return spec
+
+    def classifier(self, stats: TrainingStats) -> Classifier:
+        return LOSSES[self.loss](stats, dict(self.loss_options or {}))
+
+    def epoch_images(self, stats: TrainingStats) -> EpochImages:
+        return SAMPLERS[self.sampler](stats, dict(self.sampler_options or {}))
+
+
+def scoring_meta(classifier: Classifier) -> dict[str, Any]:
+    """What a model file records to score detections as ``classifier`` does."""
+    if isinstance(classifier, GroupSoftmaxClassifier):
+        beta = "all" if classifier.beta == float("inf") else classifier.beta
+        return {"classifier": "bags", "groups": classifier.groups.to_json(), "beta": beta}
+    if isinstance(classifier, EqualizationClassifier):
+        return {"classifier": "sigmoid"}
+    return {"classifier": "softmax"}
+
+
+def scoring_classifier(meta: dict[str, Any]) -> Classifier:
+    """A classifier that scores as the one ``meta`` was trained with (its loss is not kept)."""
+    kind = meta["classifier"]
+    if kind == "bags":
+        beta = meta.get("beta", 8.0)
+        beta = float("inf") if beta == "all" else float(beta)
+        return GroupSoftmaxClassifier(Groups.from_json(meta["groups"]), beta)
+    if kind == "sigmoid":
+        return EqualizationClassifier(torch.zeros(meta["num_classes"] + 1))
+    if kind == "softmax":
+        return SoftmaxClassifier(meta["num_classes"])
+    raise ValueError(f"unknown classifier {kind!r}; known: softmax, bags, sigmoid")

@@ -1,0 +1,133 @@
+"""The method registry: names to rules and samplers, and what a model file keeps of them."""
+
+import math
+
+import pytest
+import torch
+
+from bags.classifiers import (
+    EqualizationClassifier,
+    FocalClassifier,
+    GroupSoftmaxClassifier,
+    SoftmaxClassifier,
+    WeightedSoftmaxClassifier,
+)
+from bags.engine.train import TrainConfig, training_plan
+from bags.methods import (
+    LOSSES,
+    MethodSpec,
+    TrainingStats,
+    loss,
+    scoring_classifier,
+    scoring_meta,
+)
+
+# Classes 1..3 with 2, 20 and 200 instances; five images.
+STATS = TrainingStats(
+    instance_counts=[2, 20, 200],
+    image_counts=[1, 2, 5],
+    image_classes=[[3], [3, 2], [3, 1], [3, 2], [3]],
+)
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("softmax", SoftmaxClassifier),
+        ("bags", GroupSoftmaxClassifier),
+        ("reweight", WeightedSoftmaxClassifier),
+        ("class_balanced", WeightedSoftmaxClassifier),
+        ("focal", FocalClassifier),
+        ("eql", EqualizationClassifier),
+    ],
+)
+def test_each_registered_loss_builds_its_rule(name, kind):
+    classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS)
+    assert isinstance(classifier, kind)
+    logits = torch.randn(6, classifier.num_logits)
+    labels = torch.tensor([0, 1, 2, 3, 0, 3])
+    assert torch.isfinite(classifier.loss(logits, labels))
+    assert classifier.scores(logits).shape == (6, 4)
+
+
+def test_bags_options_make_the_groups():
+    spec = MethodSpec.from_dict({"loss": "bags", "loss_options": {"edges": [100], "beta": "all"}})
+    classifier = spec.classifier(STATS)
+    assert classifier.groups.sizes == [2, 1]  # [1, 100) holds classes 1 and 2; [100, inf) class 3
+    assert classifier.beta == math.inf
+    one_group = MethodSpec.from_dict({"loss": "bags", "loss_options": {"edges": []}})
+    assert one_group.classifier(STATS).groups.sizes == [3]
+
+
+def test_reweight_uses_the_instance_counts():
+    classifier = MethodSpec.from_dict({"loss": "reweight"}).classifier(STATS)
+    # 1/n over mean(1/n) = (0.5, 0.05, 0.005) / 0.185, clipped to [0.1, 5].
+    expected = [1.0, 0.5 / 0.185, 0.05 / 0.185, 0.1]
+    assert classifier.weights.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_samplers_pick_each_epochs_images():
+    rfs = MethodSpec.from_dict({"sampler": "rfs", "sampler_options": {"t": 0.8}})
+    images = rfs.epoch_images(STATS)
+    # f(1) = 1/5 -> r = 2; f(2) = 2/5 -> r = sqrt(2); f(3) = 1 -> r = 1.
+    epoch = images(0, 0)
+    assert epoch.count(2) == 2 and epoch.count(0) == 1 and epoch.count(4) == 1
+    assert epoch.count(1) in (1, 2) and epoch.count(3) in (1, 2)
+    assert images(0, 0) == epoch  # fixed by (seed, epoch)
+    tail = MethodSpec.from_dict({"sampler": "tail", "sampler_options": {"below": 100}})
+    assert tail.epoch_images(STATS)(0, 0) == [1, 2, 3]
+    balanced = MethodSpec.from_dict({"sampler": "class_balanced"}).epoch_images(STATS)(0, 1)
+    assert len(balanced) == 5
+    assert MethodSpec.from_dict({}).epoch_images(STATS) is None
+
+
+def test_training_plan_covers_the_sampled_images():
+    tail = MethodSpec.from_dict({"sampler": "tail", "sampler_options": {"below": 100}})
+    config = TrainConfig(epochs=2, batch_size=2)
+    plan = training_plan(5, config, tail.epoch_images(STATS))
+    for batches in plan:
+        flat = [i for batch in batches for i in batch]
+        assert len(flat) == 4 and set(flat) == {1, 2, 3}  # 3 images, last batch filled up
+    assert [len(b) for b in training_plan(5, config)] == [3, 3]
+
+
+def test_unknown_names_and_options_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
+        MethodSpec.from_dict({"loss": "nope"})
+    with pytest.raises(ValueError, match="unknown sampler"):
+        MethodSpec.from_dict({"sampler": "nope"})
+    with pytest.raises(ValueError, match="method settings"):
+        MethodSpec.from_dict({"lost": "bags"})
+    with pytest.raises(ValueError, match="focal: unknown option"):
+        MethodSpec.from_dict({"loss": "focal", "loss_options": {"gama": 2}}).classifier(STATS)
+    with pytest.raises(ValueError, match="no training image"):
+        MethodSpec.from_dict({"sampler": "tail", "sampler_options": {"below": 1}}).epoch_images(
+            STATS
+        )
+
+
+def test_scoring_survives_the_model_file():
+    for name in ("softmax", "bags", "eql", "focal"):
+        classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS)
+        meta = {"num_classes": 3, **scoring_meta(classifier)}
+        rebuilt = scoring_classifier(meta)
+        logits = torch.randn(4, classifier.num_logits)
+        torch.testing.assert_close(rebuilt.scores(logits), classifier.scores(logits))
+
+
+def test_a_new_loss_is_one_registered_function():
+    @loss("halved")
+    def halved(stats, options):
+        class Halved(SoftmaxClassifier):
+            def loss(self, logits, labels):
+                return super().loss(logits, labels) / 2
+
+        return Halved(stats.num_classes)
+
+    try:
+        classifier = MethodSpec.from_dict({"loss": "halved"}).classifier(STATS)
+        logits, labels = torch.randn(3, 4), torch.tensor([0, 1, 2])
+        plain = SoftmaxClassifier(3).loss(logits, labels)
+        assert classifier.loss(logits, labels) == pytest.approx(plain.item() / 2)
+    finally:
+        del LOSSES["halved"]
