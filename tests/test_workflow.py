@@ -94,6 +94,11 @@ def test_classifier_level_methods_change_only_the_last_layer(finished):
                 assert torch.equal(value, other["state_dict"][key]), (method, key)
         layer = "roi_heads.box_predictor.cls_score.weight"
         assert not torch.equal(baseline["state_dict"][layer], other["state_dict"][layer]), method
+    # Fine-tuning the box head leaves the backbone and the RPN as they were.
+    box_head = torch.load(runs / "bags_box_head" / "seed0" / "model.pt", weights_only=True)
+    for key, value in baseline["state_dict"].items():
+        frozen = key.startswith(("backbone.", "rpn."))
+        assert torch.equal(value, box_head["state_dict"][key]) == frozen, key
 
 
 def test_several_seeds_plan_one_run_per_seed(tmp_path):

@@ -92,10 +92,6 @@ def training_stats(dataset, counts_file: Path | None):
     from bags.methods import TrainingStats
 
     image_classes = [labels.tolist() for _, labels in dataset.targets]
-    image_counts = [0] * dataset.num_classes
-    for classes in image_classes:
-        for c in set(classes):
-            image_counts[c - 1] += 1
     if counts_file is None:
         instance_counts = [0] * dataset.num_classes
         for classes in image_classes:
@@ -110,7 +106,7 @@ def training_stats(dataset, counts_file: Path | None):
                 f"{counts_file}: made for other categories than {dataset.annotation_file}"
             )
         instance_counts = counts["instance_count"].tolist()
-    return TrainingStats(instance_counts, image_counts, image_classes)
+    return TrainingStats.from_images(instance_counts, image_classes)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -201,18 +197,21 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
 
 def cmd_head(args: argparse.Namespace) -> None:
-    import tempfile
-
     import pandas as pd
     import torch
 
     from bags.data.counts import read_counts
     from bags.detector import classification_layer, set_classifier
     from bags.engine.feature_cache import load_features
-    from bags.engine.head import class_mean_layer, finite, fit_layer, score_cached, write_records
+    from bags.engine.head import (
+        choose_tau,
+        class_mean_layer,
+        fit_layer,
+        score_cached,
+        write_records,
+    )
     from bags.engine.model_files import load_model, make_detector, save_model
     from bags.engine.train import TrainConfig
-    from bags.evaluation import evaluate
     from bags.io import atomic_path
     from bags.methods import MethodSpec, TrainingStats, scoring_meta
     from bags.posthoc import tau_normalize
@@ -225,21 +224,16 @@ def cmd_head(args: argparse.Namespace) -> None:
     method = MethodSpec.from_dict(args.method)
     model, meta = load_model(args.baseline, args.score_thresh, args.max_dets)
     counts = read_counts(args.counts)
-    instance_counts = counts["instance_count"].tolist()
-    if len(instance_counts) != meta["num_classes"]:
+    if len(counts) != meta["num_classes"]:
         raise ValueError(
             f"{args.counts}: {len(counts)} classes, the model has {meta['num_classes']}"
         )
     category_of = dict(enumerate(counts["category_id"].tolist(), start=1))
     train = load_features(args.cache_dir / "train.pt")
-    image_counts = [0] * len(instance_counts)
-    for classes in train.image_classes:
-        for c in set(classes):
-            image_counts[c - 1] += 1
-    stats = TrainingStats(instance_counts, image_counts, train.image_classes)
     rows: list[dict] = []
     kind = args.posthoc.get("kind", "none")
     if kind == "none":
+        stats = TrainingStats.from_images(counts["instance_count"].tolist(), train.image_classes)
         classifier = method.classifier(stats)
         torch.manual_seed(config.seed)
         set_classifier(model, classifier, method.new_layer, args.score_thresh, args.max_dets)
@@ -253,27 +247,19 @@ def cmd_head(args: argparse.Namespace) -> None:
         model.roi_heads.box_predictor.cls_score = class_mean_layer(train, meta["num_classes"])
         meta = {**meta, "classifier": "softmax", "posthoc": args.posthoc}
     elif kind == "tau_norm":
-        # tau is chosen by AP on held-out training images, never on val.
-        heldout = load_features(args.cache_dir / "heldout.pt")
         original = classification_layer(model)
-        counts_by_id = dict(zip(counts["category_id"], instance_counts))
-        for tau in args.posthoc.get("taus", [0.0, 0.5, 1.0, 1.5, 2.0]):
-            model.roi_heads.box_predictor.cls_score = tau_normalize(original, tau)
-            with tempfile.TemporaryDirectory() as scratch:
-                detections = Path(scratch) / "heldout_detections.json"
-                write_records(score_cached(model, heldout, category_of), detections)
-                metrics = evaluate(
-                    args.cache_dir / "heldout.json",
-                    detections,
-                    counts_by_id,
-                    args.edges,
-                    args.max_dets,
-                )
-            rows.append({"tau": tau, "heldout_AP": metrics["AP"], "heldout_APr": metrics["APr"]})
-        best = max(rows, key=lambda row: finite(row["heldout_AP"]))
-        log.info("tau-norm: tau %.2f, held-out AP %s", best["tau"], best["heldout_AP"])
-        model.roi_heads.box_predictor.cls_score = tau_normalize(original, best["tau"])
-        meta = {**meta, "classifier": "softmax", "posthoc": {**args.posthoc, "tau": best["tau"]}}
+        tau, rows = choose_tau(
+            model,
+            load_features(args.cache_dir / "heldout.pt"),
+            args.cache_dir / "heldout.json",
+            args.posthoc.get("taus", [0.0, 0.5, 1.0, 1.5, 2.0]),
+            category_of,
+            dict(zip(counts["category_id"], counts["instance_count"])),
+            args.edges,
+            args.max_dets,
+        )
+        model.roi_heads.box_predictor.cls_score = tau_normalize(original, tau)
+        meta = {**meta, "classifier": "softmax", "posthoc": {**args.posthoc, "tau": tau}}
     else:
         raise ValueError(f"unknown post-hoc method {kind!r}; known: none, ncm, tau_norm")
     make_detector(meta)

@@ -40,6 +40,17 @@ class TrainingStats:
     def num_classes(self) -> int:
         return len(self.instance_counts)
 
+    @classmethod
+    def from_images(
+        cls, instance_counts: list[int], image_classes: list[list[int]]
+    ) -> TrainingStats:
+        """Image counts follow from each image's labels."""
+        image_counts = [0] * len(instance_counts)
+        for classes in image_classes:
+            for c in set(classes):
+                image_counts[c - 1] += 1
+        return cls(instance_counts, image_counts, image_classes)
+
 
 # An epoch's images: (seed, epoch) -> image indices, or None for every image once.
 EpochImages = Callable[[int, int], list[int]] | None

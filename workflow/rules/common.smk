@@ -23,6 +23,9 @@ METHODS = {
     for name, entry in config["methods"].items()
     if name not in config["skip"]
 }
+_unknown = set(config["skip"]) - set(config["methods"])
+if _unknown:
+    raise ValueError(f"config: skip names no method {sorted(_unknown)}")
 if "baseline" not in METHODS:
     raise ValueError(
         "config: the baseline cannot be skipped; every other method builds on it"

@@ -7,6 +7,7 @@ import bisect
 import itertools
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from bags.classifiers import Classifier
 from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures
 from bags.engine.infer import image_results
 from bags.engine.train import TrainConfig, lr_factor, training_plan
+from bags.evaluation import evaluate
 from bags.io import atomic_path
 from bags.methods import EpochImages
+from bags.posthoc import tau_normalize
 
 
 def fit_layer(
@@ -128,5 +131,35 @@ def write_records(records: list[dict], path: Path | str) -> None:
         tmp.write_text(json.dumps(records))
 
 
-def finite(value: float | None) -> float:
+def choose_tau(
+    model: FasterRCNN,
+    heldout: ScoringFeatures,
+    heldout_json: Path,
+    taus: list[float],
+    category_of: dict[int, int],
+    instance_counts: dict[int, int],
+    edges: list[int],
+    max_dets: int = 300,
+) -> tuple[float, list[dict[str, float]]]:
+    """tau-norm's tau: the one whose rescaled last layer has the best AP on the held-out
+    training images (never val). Returns it and the AP of every tau tried; ``model``'s layer is
+    left as it was."""
+    predictor = model.roi_heads.box_predictor
+    original = predictor.cls_score
+    rows = []
+    try:
+        for tau in taus:
+            predictor.cls_score = tau_normalize(original, tau)
+            with tempfile.TemporaryDirectory() as scratch:
+                detections = Path(scratch) / "heldout_detections.json"
+                write_records(score_cached(model, heldout, category_of), detections)
+                metrics = evaluate(heldout_json, detections, instance_counts, edges, max_dets)
+            rows.append({"tau": tau, "heldout_AP": metrics["AP"], "heldout_APr": metrics["APr"]})
+    finally:
+        predictor.cls_score = original
+    best = max(rows, key=lambda row: _finite(row["heldout_AP"]))
+    return best["tau"], rows
+
+
+def _finite(value: float | None) -> float:
     return -math.inf if value is None or math.isnan(value) else value
