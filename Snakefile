@@ -9,6 +9,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+# `--config seeds=[0,1]` passes the numbers as text.
+if isinstance(config.get("seeds"), list):
+    config["seeds"] = [
+        int(s) if str(s).lstrip("-").isdigit() else s for s in config["seeds"]
+    ]
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
