@@ -235,3 +235,35 @@ def test_errors_are_one_line_naming_the_file(pipeline, tmp_path, capsys):
         == 1
     )
     assert "not a readable model file" in capsys.readouterr().err
+
+
+def test_a_fine_tune_never_resumes_from_another_baseline(pipeline, tmp_path, capsys):
+    # The same settings and checkpoints, but a baseline whose weights differ.
+    content = torch.load(pipeline / "baseline.pt", weights_only=True)
+    next(iter(content["state_dict"].values())).add_(1.0)
+    torch.save(content, tmp_path / "retrained.pt")
+    data = pipeline / "data"
+    bags_train = {**TINY_TRAIN, "trainable": "classifier"}
+    code = run(
+        "train",
+        "--annotations",
+        data / "train.json",
+        "--images",
+        data / "images",
+        "--init",
+        tmp_path / "retrained.pt",
+        "--method",
+        json.dumps({"loss": "bags", "loss_options": {"beta": 4}, "new_layer": True}),
+        "--counts",
+        pipeline / "counts.csv",
+        "--train",
+        json.dumps(bags_train),
+        "--out",
+        tmp_path / "bags.pt",
+        "--epoch-log",
+        tmp_path / "bags.csv",
+        "--work-dir",
+        pipeline / "ck_bags",
+    )
+    assert code == 1
+    assert "differs in meta" in capsys.readouterr().err

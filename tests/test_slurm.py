@@ -27,15 +27,15 @@ pytestmark = pytest.mark.skipif(
 
 def test_tiny_dag_through_slurm_matches_a_local_run(tmp_path):
     local = copy_workflow(tmp_path / "local")
-    snakemake(local, "--configfile", "configs/test.yaml", "claims")
+    snakemake(local, "claims", "--configfile", "configs/test.yaml")
     cluster = copy_workflow(tmp_path / "slurm")
     result = snakemake(
         cluster,
+        "claims",
         "--profile",
         "profiles/slurm",
         "--configfile",
         "configs/test.yaml",
-        "claims",
         timeout=1500,
     )
     log = result.stdout + result.stderr

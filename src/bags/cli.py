@@ -71,21 +71,6 @@ def cmd_groups(args: argparse.Namespace) -> None:
     )
 
 
-def read_groups(path: Path) -> tuple:
-    """The groups, beta and category ids (None if not listed) of a groups.json file."""
-    from bags.groups import Groups
-
-    text = Path(path).read_text()
-    try:
-        groups = Groups.from_json(text)
-        document = json.loads(text)
-        beta = document.get("beta", 8.0)
-        beta = float("inf") if beta == "all" else float(beta)
-        return groups, beta, document.get("category_ids")
-    except (ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: not a groups file ({error})") from error
-
-
 def training_stats(dataset, counts_file: Path | None):
     """The method's view of the training set; instance counts from ``counts_file`` (what the
     groups are made from) when given, else counted from the dataset's boxes."""
@@ -116,16 +101,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from bags.builders import build_detector
     from bags.data.dataset import DetectionDataset
+    from bags.data.download import sha256_file
     from bags.detector import set_classifier
     from bags.engine.model_files import load_model, make_detector
     from bags.engine.train import Stopped, TrainConfig, pick_device, train
     from bags.methods import MethodSpec, scoring_meta
 
     torch.set_num_threads(args.threads)
-    try:
-        config = TrainConfig(**args.train)
-    except TypeError as error:
-        raise ValueError(f"training settings: {error}") from error
+    config = TrainConfig.from_dict(args.train)
     method = MethodSpec.from_dict(args.method)
     dataset = DetectionDataset(
         args.annotations, args.images, config.hflip, args.on_bad, args.image_paths
@@ -138,6 +121,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                 f"{args.init}: has {meta['num_classes']} classes, {args.annotations} has "
                 f"{dataset.num_classes}"
             )
+        # Checkpoints record which model they went on from: a retrained baseline restarts them.
+        meta = {**meta, "init_sha256": sha256_file(args.init)}
     else:
         torch.manual_seed(config.seed)
         model = build_detector(args.arch, dataset.num_classes, args.pretrained)
@@ -217,10 +202,7 @@ def cmd_head(args: argparse.Namespace) -> None:
     from bags.posthoc import tau_normalize
 
     torch.set_num_threads(args.threads)
-    try:
-        config = TrainConfig(**args.train)
-    except TypeError as error:
-        raise ValueError(f"training settings: {error}") from error
+    config = TrainConfig.from_dict(args.train)
     method = MethodSpec.from_dict(args.method)
     model, meta = load_model(args.baseline, args.score_thresh, args.max_dets)
     counts = read_counts(args.counts)
@@ -265,7 +247,7 @@ def cmd_head(args: argparse.Namespace) -> None:
     make_detector(meta)
     save_model(args.out_model, model, meta)
     with atomic_path(args.out_log) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=list(rows[0]) if rows else ["epoch"]).to_csv(tmp, index=False)
     val = load_features(args.cache_dir / "val.pt")
     write_records(score_cached(model, val, category_of), args.out_detections)
     _write_norms(model, meta, counts, args.out_norms)

@@ -134,7 +134,9 @@ def uniform(stats: TrainingStats, options: dict) -> EpochImages:
 
 
 def _generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(hash((seed, epoch, 1)))  # ints: the same every run
+    # Ints only (the same hash every run); -1 keeps it apart from every process's RoI sampling
+    # stream, which the training loop seeds with (seed, epoch, rank).
+    return torch.Generator().manual_seed(hash((seed, epoch, -1)))
 
 
 @sampler("rfs")

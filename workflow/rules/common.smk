@@ -7,11 +7,9 @@ ENV = "../../envs/bags.yaml"
 RES = config["resources"]
 
 SEEDS = config["seeds"]
-FIRST = f"seed{SEEDS[0]}"  # the seed whose models the figures and claims show
 METHODS = {
     name: {
         "tables": ["comparison"],
-        "paper": True,
         "init": "scratch",
         "loss": "softmax",
         "loss_options": {},
@@ -26,6 +24,10 @@ METHODS = {
 _unknown = set(config["skip"]) - set(config["methods"])
 if _unknown:
     raise ValueError(f"config: skip names no method {sorted(_unknown)}")
+_labels = [m["label"] for m in METHODS.values()]
+for _label in _labels:
+    if _labels.count(_label) > 1 or set(_label) & set("='"):
+        raise ValueError(f"config: method labels must be unique, without = or ': {_label!r}")
 if "baseline" not in METHODS:
     raise ValueError(
         "config: the baseline cannot be skipped; every other method builds on it"

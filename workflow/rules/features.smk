@@ -1,4 +1,5 @@
-# Classifier-level methods on the frozen baseline's features, computed once per seed.
+# Classifier-level methods on the frozen baseline's features, computed once per seed and kept
+# (a later method reuses them; delete cache/ to reclaim the space).
 
 
 rule cache_features:
@@ -8,10 +9,10 @@ rule cache_features:
         val=f"{EXP}/data/longtail/val.json",
         images=f"{EXP}/data/longtail/images",
     output:
-        train=temp(f"{EXP}/cache/seed{{seed}}/train.pt"),
-        val=temp(f"{EXP}/cache/seed{{seed}}/val.pt"),
-        heldout=temp(f"{EXP}/cache/seed{{seed}}/heldout.pt"),
-        heldout_json=temp(f"{EXP}/cache/seed{{seed}}/heldout.json"),
+        train=f"{EXP}/cache/seed{{seed}}/train.pt",
+        val=f"{EXP}/cache/seed{{seed}}/val.pt",
+        heldout=f"{EXP}/cache/seed{{seed}}/heldout.pt",
+        heldout_json=f"{EXP}/cache/seed{{seed}}/heldout.json",
     log:
         f"{EXP}/logs/cache/seed{{seed}}.log",
     benchmark:
@@ -52,6 +53,8 @@ rule fit_head:
     conda:
         ENV
     threads: config["threads"]
+    resources:
+        **job_resources("infer"),
     params:
         cache_dir=lambda wc, input: os.path.dirname(input.cache[0]),
         train=lambda wc: as_json({**settings_of(wc.method), "seed": int(wc.seed)}),

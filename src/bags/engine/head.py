@@ -3,8 +3,6 @@ or rescale the baseline's layer (tau-norm), then score the cached evaluation ima
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import json
 import math
 import tempfile
@@ -18,7 +16,7 @@ from torchvision.models.detection import FasterRCNN
 from bags.classifiers import Classifier
 from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures
 from bags.engine.infer import image_results
-from bags.engine.train import TrainConfig, lr_factor, training_plan
+from bags.engine.train import TrainConfig, make_scheduler, training_plan
 from bags.evaluation import evaluate
 from bags.io import atomic_path
 from bags.methods import EpochImages
@@ -45,11 +43,7 @@ def fit_layer(
         weight_decay=config.weight_decay,
     )
     plan = training_plan(len(cache.features), config, epoch_images)
-    starts = [0, *itertools.accumulate(len(batches) for batches in plan)]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda it: lr_factor(it, starts[-1], bisect.bisect_right(starts, it) - 1, config),
-    )
+    scheduler = make_scheduler(optimizer, plan, config)
     rows = []
     for epoch, batches in enumerate(plan):
         torch.manual_seed(hash((config.seed, epoch, 0)))  # as the training loop seeds an epoch

@@ -75,6 +75,13 @@ class TrainConfig:
         if self.amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
 
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> TrainConfig:
+        try:
+            return cls(**settings)
+        except TypeError as error:
+            raise ValueError(f"training settings: {error}") from error
+
     def scaled_lr(self) -> float:
         """The linear scaling rule: lr x (batch size / base batch size)."""
         if self.base_batch_size is None:
@@ -145,6 +152,22 @@ def training_plan(
     ]
 
 
+def epoch_starts(plan: list[list[list[int]]]) -> list[int]:
+    """The first step of every epoch, then the total number of steps."""
+    return [0, *itertools.accumulate(len(batches) for batches in plan)]
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, plan: list[list[list[int]]], config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The lr schedule of ``lr_factor`` over a training plan's steps."""
+    starts = epoch_starts(plan)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda it: lr_factor(it, starts[-1], bisect.bisect_right(starts, it) - 1, config),
+    )
+
+
 class StopRequest:
     """Turns SIGTERM (what Slurm sends before preemption) into a request to save and stop."""
 
@@ -201,12 +224,9 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, 
         params, lr=config.scaled_lr(), momentum=config.momentum, weight_decay=config.weight_decay
     )
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    starts = [0, *itertools.accumulate(len(batches) for batches in plan)]  # first step per epoch
+    starts = epoch_starts(plan)
     total = starts[-1]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda it: lr_factor(it, total, bisect.bisect_right(starts, it) - 1, config),
-    )
+    scheduler = make_scheduler(optimizer, plan, config)
     # What a resumed run must share with the checkpoint (not how data is loaded or kept).
     numerics = {k: v for k, v in asdict(config).items() if k not in ("workers", "keep_checkpoints")}
     settings = {"meta": meta, "train": numerics, "world_size": workers.world_size}
