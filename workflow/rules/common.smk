@@ -27,7 +27,9 @@ if _unknown:
 _labels = [m["label"] for m in METHODS.values()]
 for _label in _labels:
     if _labels.count(_label) > 1 or set(_label) & set("='"):
-        raise ValueError(f"config: method labels must be unique, without = or ': {_label!r}")
+        raise ValueError(
+            f"config: method labels must be unique, without = or ': {_label!r}"
+        )
 if "baseline" not in METHODS:
     raise ValueError(
         "config: the baseline cannot be skipped; every other method builds on it"
