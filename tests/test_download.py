@@ -91,9 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if mode == "short" or (mode in ("flaky", "stall") and first):
             rest = rest[: len(rest) // 2]
+        entry["sent"] = len(rest)  # before writing: the client may finish reading first
         self.wfile.write(rest)
         self.wfile.flush()
-        entry["sent"] = len(rest)
         if mode == "stall" and first:
             time.sleep(1.0)  # longer than the client's timeout; then close without the rest
         self.close_connection = True
