@@ -14,6 +14,7 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import FrozenBatchNorm2d
 
+from bags.batched import BatchedRPN, SameSizeTransform
 from bags.roi_pool import GridRoIAlign
 
 
@@ -54,7 +55,7 @@ def small_faster_rcnn(
     backbone = conv_backbone(channels, layers)
     anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=((0.5, 1.0, 2.0),))
     train_proposals, test_proposals = rpn_proposals
-    return FasterRCNN(
+    model = FasterRCNN(
         backbone,
         min_size=image_size,
         max_size=image_size,
@@ -72,6 +73,9 @@ def small_faster_rcnn(
         box_score_thresh=score_thresh,
         box_detections_per_img=detections_per_img,
     )
+    model.transform = SameSizeTransform.from_transform(model.transform)
+    model.rpn = BatchedRPN.from_rpn(model.rpn)
+    return model
 
 
 def r50_fpn_faster_rcnn(
@@ -117,6 +121,7 @@ def r50_fpn_faster_rcnn(
         nn.init.normal_(layer.weight, std=std)  # as the reference initialises them
         nn.init.zeros_(layer.bias)
     model.roi_heads.box_predictor = predictor
+    model.rpn = BatchedRPN.from_rpn(model.rpn)
     return model
 
 

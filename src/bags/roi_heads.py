@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
+from bags.batched import select_training_samples
 from bags.classifiers import Classifier
 
 Detections = list[dict[str, torch.Tensor]]
@@ -63,8 +64,8 @@ class LongTailRoIHeads(RoIHeads):
             if targets is None:
                 raise ValueError("targets are required in training mode")
             self.check_targets(targets)
-            proposals, _, labels, regression_targets = self.select_training_samples(
-                proposals, targets
+            proposals, labels, regression_targets = select_training_samples(
+                self, proposals, targets
             )
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)

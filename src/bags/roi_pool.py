@@ -46,14 +46,33 @@ def grid_roi_align(
     per-axis weights (see ``_axis_weights``); boxes carry no gradient, as in Faster R-CNN.
     """
     height, width = features.shape[-2:]
+    counts = [len(b) for b in boxes]
+    scaled = torch.cat(boxes).detach().to(features.dtype) * scale
+    rows = _axis_weights(scaled[:, 1], scaled[:, 3], height, output_size, sampling_ratio)
+    cols = _axis_weights(scaled[:, 0], scaled[:, 2], width, output_size, sampling_ratio)
+    if len(set(counts)) == 1:  # as many RoIs in every image (training): one product per axis
+        return _pool_batch(features, rows, cols, counts[0])
     pooled = []
-    for image_features, image_boxes in zip(features, boxes):
-        scaled = image_boxes.detach().to(features.dtype) * scale
-        rows = _axis_weights(scaled[:, 1], scaled[:, 3], height, output_size, sampling_ratio)
-        cols = _axis_weights(scaled[:, 0], scaled[:, 2], width, output_size, sampling_ratio)
-        partial = torch.einsum("rph,chw->rcpw", rows, image_features)
-        pooled.append(torch.einsum("rcpw,rqw->rcpq", partial, cols))
+    for image_features, image_rows, image_cols in zip(
+        features, rows.split(counts), cols.split(counts)
+    ):
+        partial = torch.einsum("rph,chw->rcpw", image_rows, image_features)
+        pooled.append(torch.einsum("rcpw,rqw->rcpq", partial, image_cols))
     return torch.cat(pooled)
+
+
+def _pool_batch(features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, per_image: int):
+    """``grid_roi_align`` with ``per_image`` RoIs in each image, as two batched products."""
+    images, channels, height, width = features.shape
+    bins = rows.shape[1]
+    # (B, R * P, H) x (B, H, C * W): every RoI's rows of its image, for all channels at once.
+    by_row = features.permute(0, 2, 1, 3).reshape(images, height, channels * width)
+    partial = torch.bmm(rows.reshape(images, per_image * bins, height), by_row)
+    # (B * R, P * C, W) x (B * R, W, Q): then its columns.
+    partial = partial.reshape(images * per_image, bins * channels, width)
+    pooled = torch.bmm(partial, cols.transpose(1, 2))
+    pooled = pooled.reshape(images * per_image, bins, channels, bins)
+    return pooled.permute(0, 2, 1, 3)
 
 
 class GridRoIAlign(MultiScaleRoIAlign):
