@@ -200,3 +200,21 @@ def evaluate(
 def write_metrics(metrics: Mapping[str, Any], path: Path) -> None:
     """Write metrics as JSON, atomically; NaN is refused (undefined values are null)."""
     write_text_atomic(path, json.dumps(dict(metrics), indent=1, allow_nan=False) + "\n")
+
+
+def evaluate_job(
+    annotations: Path,
+    detections: Path,
+    counts: Path,
+    edges: Sequence[int],
+    detections_per_img: int,
+    out: Path,
+) -> None:
+    """``evaluate`` with the training counts CSV (at most ``detections_per_img`` per image),
+    written as a metrics JSON file."""
+    from bags.data.counts import read_counts
+
+    table = read_counts(counts)
+    instance_counts = dict(zip(table["category_id"], table["instance_count"]))
+    metrics = evaluate(annotations, detections, instance_counts, edges, detections_per_img)
+    write_metrics(metrics, out)

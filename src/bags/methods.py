@@ -1,10 +1,14 @@
-"""Long-tail methods as named pieces: a classification rule (its loss and scores) and which
-images an epoch visits. A method in the config names one of each, with options.
+"""Long-tail methods as named pieces: a classification rule (its loss and scores), which images
+an epoch visits, and post-hoc changes to a trained classifier. A method in the config names a
+loss and a sampler (with options), or a post-hoc rule.
 
 Adding a method is one function here, registered under a name the config then uses:
 
     @loss("my_loss")
-    def my_loss(stats: TrainingStats, options: dict) -> Classifier: ...
+    def my_loss(stats: TrainingStats, options: dict) -> SoftmaxClassifier: ...
+
+    @posthoc("my_rule")
+    def my_rule(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData): ...
 """
 
 from __future__ import annotations
@@ -13,18 +17,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
+from torchvision.models.detection import FasterRCNN
 
 from bags.classifiers import (
-    Classifier,
     EqualizationClassifier,
-    FocalClassifier,
     GroupSoftmaxClassifier,
+    NearestClassMean,
+    SigmoidFocalClassifier,
     SoftmaxClassifier,
+    TauNormSelect,
     WeightedSoftmaxClassifier,
 )
-from bags.groups import Groups, assign_groups
-from bags.losses import class_balanced_weights, eql_threshold, reweight_weights
+from bags.data.dataset import DetectionDataset
+from bags.detector import classification_layer, set_classifier
+from bags.groups import assign_groups
+from bags.losses import effective_number_weights, eql_threshold, reweight_weights
+from bags.posthoc import class_centres, tau_normalize
 from bags.sampling import class_balanced_indices, repeat_factors, repeated_indices, tail_images
 
 
@@ -35,6 +45,7 @@ class TrainingStats:
     instance_counts: list[int]  # per class, as the groups are made from (the counts file)
     image_counts: list[int]  # per class: training images that contain it
     image_classes: list[list[int]]  # per training image: its box labels
+    category_ids: list[int] | None = None  # the dataset's id of each class, when known
 
     @property
     def num_classes(self) -> int:
@@ -42,21 +53,47 @@ class TrainingStats:
 
     @classmethod
     def from_images(
-        cls, instance_counts: list[int], image_classes: list[list[int]]
+        cls,
+        instance_counts: list[int],
+        image_classes: list[list[int]],
+        category_ids: list[int] | None = None,
     ) -> TrainingStats:
         """Image counts follow from each image's labels."""
         image_counts = [0] * len(instance_counts)
         for classes in image_classes:
             for c in set(classes):
                 image_counts[c - 1] += 1
-        return cls(instance_counts, image_counts, image_classes)
+        return cls(instance_counts, image_counts, image_classes, category_ids)
+
+    @classmethod
+    def from_dataset(cls, dataset: DetectionDataset, counts: pd.DataFrame) -> TrainingStats:
+        """The dataset's images with the instance counts of its counts file (what the groups
+        are made from)."""
+        ids = [c["id"] for c in dataset.categories]
+        if counts["category_id"].tolist() != ids:
+            raise ValueError(
+                f"the counts were made for other categories than {dataset.annotation_file}"
+            )
+        image_classes = [labels.tolist() for _, labels in dataset.targets]
+        return cls.from_images(counts["instance_count"].tolist(), image_classes, ids)
 
 
 # An epoch's images: (seed, epoch) -> image indices, or None for every image once.
 EpochImages = Callable[[int, int], list[int]] | None
 
+
+@dataclass(frozen=True)
+class PosthocData:
+    """What post-hoc rules may read besides the model: the training images (class centres)."""
+
+    train: DetectionDataset | None = None
+
+
+Classifier = SoftmaxClassifier
+PostHoc = Callable[[FasterRCNN, TrainingStats, dict, PosthocData], None]
 LOSSES: dict[str, Callable[[TrainingStats, dict], Classifier]] = {}
 SAMPLERS: dict[str, Callable[[TrainingStats, dict], EpochImages]] = {}
+POSTHOC: dict[str, PostHoc] = {}
 
 
 def loss(name: str):
@@ -74,6 +111,16 @@ def sampler(name: str):
 
     def register(function):
         SAMPLERS[name] = function
+        return function
+
+    return register
+
+
+def posthoc(name: str):
+    """Register a post-hoc rule: ``(model, stats, options, data)`` changes ``model`` in place."""
+
+    def register(function):
+        POSTHOC[name] = function
         return function
 
     return register
@@ -103,28 +150,37 @@ def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
 
 @loss("reweight")
 def reweight(stats: TrainingStats, options: dict) -> Classifier:
+    """The reference's re-weight row: w = (1/n) / mean(1/n), clipped to [low, high]."""
     _options(options, ["low", "high"], "reweight")
     return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, **options))
 
 
-@loss("class_balanced")
-def class_balanced(stats: TrainingStats, options: dict) -> Classifier:
-    _options(options, ["beta"], "class_balanced")
-    return WeightedSoftmaxClassifier(class_balanced_weights(stats.instance_counts, **options))
+@loss("effective_number")
+def effective_number(stats: TrainingStats, options: dict) -> Classifier:
+    """The reference's re-weight-cls row: Cui et al.'s weights (``class_beta``), clipped."""
+    _options(options, ["class_beta", "low", "high"], "effective_number")
+    options = dict(options)
+    beta = options.pop("class_beta", 0.999)
+    return WeightedSoftmaxClassifier(
+        effective_number_weights(stats.instance_counts, beta, **options)
+    )
 
 
 @loss("focal")
 def focal(stats: TrainingStats, options: dict) -> Classifier:
-    _options(options, ["gamma"], "focal")
-    return FocalClassifier(stats.num_classes, **options)
+    """The reference's focal loss: sigmoid focal loss (``alpha``, ``gamma``), softmax scores."""
+    _options(options, ["alpha", "gamma"], "focal")
+    return SigmoidFocalClassifier(stats.num_classes, **options)
 
 
 @loss("eql")
 def equalization(stats: TrainingStats, options: dict) -> Classifier:
-    """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3)."""
-    _options(options, ["lam"], "eql")
+    """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3), ``prior`` the initial score."""
+    _options(options, ["lam", "prior"], "eql")
+    options = dict(options)
+    prior = options.pop("prior", 0.001)
     threshold = eql_threshold(stats.image_counts, len(stats.image_classes), **options)
-    return EqualizationClassifier(threshold)
+    return EqualizationClassifier(threshold, prior)
 
 
 @sampler("uniform")
@@ -169,15 +225,59 @@ def tail(stats: TrainingStats, options: dict) -> EpochImages:
     return lambda seed, epoch: list(images)
 
 
+@posthoc("tau_norm")
+def tau_norm(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData) -> None:
+    """Row 12: the class rows of the last layer divided by their norm^``tau``."""
+    _options(options, ["tau"], "tau_norm")
+    rows = model.roi_heads.classifier.class_rows
+    layer = tau_normalize(classification_layer(model), float(options.get("tau", 1.0)), rows)
+    model.roi_heads.box_predictor.cls_score = layer
+
+
+@posthoc("tau_norm_select")
+def tau_norm_select(
+    model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
+) -> None:
+    """Row 13: tau-norm's scores for RoIs it assigns to a class with < ``below`` instances."""
+    _options(options, ["tau", "below"], "tau_norm_select")
+    rows = model.roi_heads.classifier.class_rows
+    normed = tau_normalize(classification_layer(model), float(options.get("tau", 1.0)), rows)
+    selected = torch.tensor(stats.instance_counts) < options.get("below", 100)
+    set_classifier(model, TauNormSelect(normed, selected), **_scoring(model))
+
+
+def _nearest_class_mean(source: str):
+    def rule(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData) -> None:
+        _options(options, [], f"ncm_{source}")
+        if data.train is None:
+            raise ValueError("nearest class mean needs the training images")
+        centres = class_centres(model, data.train, source)
+        set_classifier(model, NearestClassMean(centres, source), **_scoring(model))
+
+    rule.__doc__ = f"NCM on the {source} features of the training boxes (rows 10 and 11)."
+    return rule
+
+
+posthoc("ncm_fc")(_nearest_class_mean("fc"))
+posthoc("ncm_conv")(_nearest_class_mean("pooled"))
+
+
+def _scoring(model: FasterRCNN) -> dict[str, Any]:
+    heads = model.roi_heads
+    return {"score_thresh": heads.score_thresh, "detections_per_img": heads.detections_per_img}
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """One method's rule and sampler, as the config names them."""
+    """One method's rule and sampler, or its post-hoc rule, as the config names them."""
 
     loss: str = "softmax"
     loss_options: dict[str, Any] | None = None
     sampler: str = "uniform"
     sampler_options: dict[str, Any] | None = None
-    new_layer: bool = False  # a fresh last layer instead of the starting model's
+    last_layer: str = "loaded"  # or "fresh": a new last layer instead of the starting model's
+    posthoc: str | None = None
+    posthoc_options: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, document: dict) -> MethodSpec:
@@ -189,7 +289,15 @@ class MethodSpec:
             raise ValueError(f"unknown loss {spec.loss!r}; known: {sorted(LOSSES)}")
         if spec.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {spec.sampler!r}; known: {sorted(SAMPLERS)}")
+        if spec.posthoc is not None and spec.posthoc not in POSTHOC:
+            raise ValueError(f"unknown post-hoc rule {spec.posthoc!r}; known: {sorted(POSTHOC)}")
+        if spec.last_layer not in ("fresh", "loaded"):
+            raise ValueError(f"last_layer must be 'fresh' or 'loaded', got {spec.last_layer!r}")
         return spec
+
+    @property
+    def new_layer(self) -> bool:
+        return self.last_layer == "fresh"
 
     def classifier(self, stats: TrainingStats) -> Classifier:
         return LOSSES[self.loss](stats, dict(self.loss_options or {}))
@@ -197,26 +305,7 @@ class MethodSpec:
     def epoch_images(self, stats: TrainingStats) -> EpochImages:
         return SAMPLERS[self.sampler](stats, dict(self.sampler_options or {}))
 
-
-def scoring_meta(classifier: Classifier) -> dict[str, Any]:
-    """What a model file records to score detections as ``classifier`` does."""
-    if isinstance(classifier, GroupSoftmaxClassifier):
-        beta = "all" if classifier.beta == float("inf") else classifier.beta
-        return {"classifier": "bags", "groups": classifier.groups.to_json(), "beta": beta}
-    if isinstance(classifier, EqualizationClassifier):
-        return {"classifier": "sigmoid"}
-    return {"classifier": "softmax"}
-
-
-def scoring_classifier(meta: dict[str, Any]) -> Classifier:
-    """A classifier that scores as the one ``meta`` was trained with (its loss is not kept)."""
-    kind = meta["classifier"]
-    if kind == "bags":
-        beta = meta.get("beta", 8.0)
-        beta = float("inf") if beta == "all" else float(beta)
-        return GroupSoftmaxClassifier(Groups.from_json(meta["groups"]), beta)
-    if kind == "sigmoid":
-        return EqualizationClassifier(torch.zeros(meta["num_classes"] + 1))
-    if kind == "softmax":
-        return SoftmaxClassifier(meta["num_classes"])
-    raise ValueError(f"unknown classifier {kind!r}; known: softmax, bags, sigmoid")
+    def apply_posthoc(self, model: FasterRCNN, stats: TrainingStats, data: PosthocData) -> None:
+        if self.posthoc is None:
+            raise ValueError("this method has no post-hoc rule")
+        POSTHOC[self.posthoc](model, stats, dict(self.posthoc_options or {}), data)

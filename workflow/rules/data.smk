@@ -2,7 +2,25 @@
 # image folder data/<dataset>/images. The source decides which rule makes them.
 
 
+def pretraining_input(wildcards):
+    """A pretraining set takes its classes from the long-tailed set's training file."""
+    if source_settings(wildcards.dataset).get("classes_from"):
+        return f"{EXP}/data/longtail/train.json"
+    return []
+
+
+def synthetic_spec(dataset):
+    settings = {
+        k: v
+        for k, v in source_settings(dataset).items()
+        if k not in ("classes_from", "min_instances")
+    }
+    return as_json(settings)
+
+
 rule synthesize:
+    input:
+        pretraining_input,
     output:
         train=f"{EXP}/data/{{dataset}}/train.json",
         val=f"{EXP}/data/{{dataset}}/val.json",
@@ -16,10 +34,15 @@ rule synthesize:
     conda:
         ENV
     params:
-        spec=lambda wc: as_json(config["datasets"][wc.dataset]["synthetic"]),
+        spec=lambda wc: synthetic_spec(wc.dataset),
         root=lambda wc, output: os.path.dirname(output.train),
+        classes=lambda wc, input: (
+            ["--classes-from", input[0], "--min-instances", source_settings(wc.dataset)["min_instances"]]
+            if input
+            else []
+        ),
     shell:
-        "python -m bags synthesize --spec {params.spec} --out {params.root} 2> {log}"
+        "python -m bags synthesize --spec {params.spec:q} --out {params.root:q} {params.classes:q} 2> {log:q}"
 
 
 rule download:
@@ -28,17 +51,21 @@ rule download:
     log:
         "resources/logs/download/{name}/{file}.log",
     retries: 2
+    wildcard_constraints:
+        name="[A-Za-z0-9_.-]+",
+        file="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     conda:
         ENV
     params:
         url=lambda wc: config["downloads"][wc.name]["url"],
-        checks=lambda wc: " ".join(
-            f"--{key.replace('_', '-')} {value}"
+        checks=lambda wc: [
+            item
             for key, value in config["downloads"][wc.name].items()
             if key != "url" and value is not None
-        ),
+            for item in (f"--{key.replace('_', '-')}", value)
+        ],
     shell:
-        "python -m bags download --url {params.url} {params.checks} --out {output} 2> {log}"
+        "python -m bags download --url {params.url:q} {params.checks:q} --out {output:q} 2> {log:q}"
 
 
 rule lvis_annotations:
@@ -55,10 +82,13 @@ rule lvis_annotations:
         ENV
     params:
         member=lambda wc: f"lvis_{source_settings(wc.dataset)['version']}_{wc.split}.json",
-        existing=lambda wc: source_settings(wc.dataset).get("annotations") or "",
+        source=lambda wc, input: (
+            ["--archive", input[0]]
+            if input
+            else ["--existing-folder", source_settings(wc.dataset)["annotations"]]
+        ),
     shell:
-        "python -m bags place --member {params.member} --archive '{input}' "
-        "--existing-folder '{params.existing}' --out {output} 2> {log}"
+        "python -m bags place --member {params.member:q} {params.source:q} --out {output:q} 2> {log:q}"
 
 
 rule coco_image_folder:
@@ -73,8 +103,8 @@ rule coco_image_folder:
     conda:
         ENV
     shell:
-        "python -m bags unzip --archive {input} --member-prefix {wildcards.split}2017/ "
-        "--out {output} 2> {log}"
+        "python -m bags unzip --archive {input:q} --member-prefix {wildcards.split}2017/ "
+        "--out {output:q} 2> {log:q}"
 
 
 rule lvis_images:
@@ -89,10 +119,9 @@ rule lvis_images:
     conda:
         ENV
     params:
-        existing=lambda wc: source_settings(wc.dataset).get("images")
-        or "resources/coco",
+        existing=lambda wc: source_settings(wc.dataset).get("images") or "resources/coco",
     shell:
-        "python -m bags link --source {params.existing} --out {output} 2> {log}"
+        "python -m bags link --source {params.existing:q} --dest {output:q} 2> {log:q}"
 
 
 rule user_dataset:
@@ -109,8 +138,8 @@ rule user_dataset:
         train=lambda wc: source_settings(wc.dataset)["train"],
         images=lambda wc: source_settings(wc.dataset)["images"],
     shell:
-        "(python -m bags link --source {params.train} --out {output.train} && "
-        "python -m bags link --source {params.images} --out {output.images}) 2> {log}"
+        "(python -m bags link --source {params.train:q} --dest {output.train:q} && "
+        "python -m bags link --source {params.images:q} --dest {output.images:q}) 2> {log:q}"
 
 
 rule user_val:
@@ -127,8 +156,8 @@ rule user_val:
     params:
         val=lambda wc: source_settings(wc.dataset)["val"],
     shell:
-        "python -m bags lvis-fields --annotations {params.val} --counts {input.counts} "
-        "--out {output} 2> {log}"
+        "python -m bags lvis-fields --annotations {params.val:q} --counts {input.counts:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule coco_train_annotations:
@@ -143,5 +172,5 @@ rule coco_train_annotations:
     conda:
         ENV
     shell:
-        "python -m bags place --member annotations/instances_train2017.json --archive {input} "
-        "--existing-folder '' --out {output} 2> {log}"
+        "python -m bags place --member annotations/instances_train2017.json "
+        "--archive {input:q} --out {output:q} 2> {log:q}"

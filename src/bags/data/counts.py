@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bags.data.annotations import load_annotations
+from bags.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,10 @@ def read_counts(path: Path | str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: counts CSV lacks column(s) {sorted(missing)}")
     return table.sort_values("category_id").reset_index(drop=True)
+
+
+def write_counts(annotations: Path, out: Path, on_bad: str = "stop") -> None:
+    """``count_instances`` as a CSV file."""
+    table = count_instances(annotations, on_bad)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bags.io import write_text_atomic
+from bags.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +254,49 @@ def link_existing(source: Path, dest: Path) -> None:
         raise FileExistsError(f"{dest}: already exists and does not point to {target}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.symlink_to(target, target_is_directory=target.is_dir())
+
+
+def download_job(
+    url: str, out: Path, size: int | None, sha256: str | None, sha256_prefix: str | None
+) -> None:
+    """``download`` with an optional check of the sha256's first digits."""
+    path = download(url, out, size, sha256, progress=True)
+    if sha256_prefix:
+        got = sha256_file(path)
+        if not got.startswith(sha256_prefix):
+            path.unlink()
+            raise DownloadError(f"{url}: sha256 {got} does not start with {sha256_prefix}")
+
+
+def place(member: str, out: Path, archive: Path | None, existing_folder: Path | None) -> None:
+    """One annotation file: linked from an existing folder, or extracted from a zip."""
+    if existing_folder is not None:
+        link_existing(Path(existing_folder) / member, out)
+        return
+    if archive is None:
+        raise ValueError(f"{out}: give a zip (--archive) or a folder (--existing-folder)")
+    try:
+        with (
+            zipfile.ZipFile(archive) as zipped,
+            zipped.open(member) as source,
+            atomic_path(out) as tmp,
+            tmp.open("wb") as target,
+        ):
+            shutil.copyfileobj(source, target, 1 << 20)
+    except (zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"{archive}: cannot extract {member} ({error})") from error
+
+
+def unzip_folder(archive: Path, member_prefix: str, out: Path) -> None:
+    """An image folder from a zip whose members all sit under ``member_prefix``."""
+    out = Path(out)
+    staging = out.with_name(f".{out.name}.unzip")
+    if staging.exists():
+        shutil.rmtree(staging)
+    extract_zip(archive, staging)
+    inner = staging / member_prefix.strip("/")
+    if not inner.is_dir():
+        shutil.rmtree(staging)
+        raise ValueError(f"{archive}: no folder {member_prefix} inside")
+    inner.rename(out)
+    shutil.rmtree(staging)

@@ -9,7 +9,6 @@ cached the same way: proposals, features and box deltas, the last layer applied 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from bags.data.dataset import DetectionDataset, collate
+from bags.detector import backbone_features
+from bags.engine.model_files import load_model
 from bags.io import atomic_path
 
 
@@ -45,11 +46,6 @@ class ScoringFeatures:
     original_sizes: list[tuple[int, int]]
 
 
-def _backbone(model: FasterRCNN, images) -> OrderedDict:
-    features = model.backbone(images.tensors)
-    return OrderedDict([("0", features)]) if isinstance(features, torch.Tensor) else features
-
-
 @torch.no_grad()
 def training_features(
     model: FasterRCNN, dataset: DetectionDataset, batch_size: int = 16
@@ -64,7 +60,7 @@ def training_features(
     for images, targets in tqdm(loader, desc="training features", leave=False, mininterval=2):
         targets = [{k: v for k, v in t.items() if k != "image_id"} for t in targets]
         images, targets = model.transform(list(images), targets)
-        features = _backbone(model, images)
+        features = backbone_features(model, images)
         proposals, _ = model.rpn(images, features, targets)
         gt_boxes = [t["boxes"] for t in targets]
         gt_labels = [t["labels"] for t in targets]
@@ -89,7 +85,7 @@ def scoring_features(
     for images, targets in tqdm(loader, desc="scoring features", leave=False, mininterval=2):
         out.original_sizes += [tuple(image.shape[-2:]) for image in images]
         images, _ = model.transform(list(images))
-        features = _backbone(model, images)
+        features = backbone_features(model, images)
         proposals, _ = model.rpn(images, features)
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, images.image_sizes))
         regression = heads.box_predictor.bbox_pred(box_features.flatten(1))
@@ -131,3 +127,22 @@ def load_features(path: Path | str) -> TrainingFeatures | ScoringFeatures:
         return kind(**fields)
     except Exception as error:  # a damaged or foreign file
         raise ValueError(f"{path}: not a feature cache file ({error})") from error
+
+
+def cache_job(
+    model_file: Path,
+    train: Path,
+    val: Path,
+    images: Path,
+    out_dir: Path,
+    batch_size: int = 16,
+    data_options: dict | None = None,
+) -> None:
+    """``train.pt`` and ``val.pt`` in ``out_dir``: the frozen model's features of every
+    training RoI candidate and of every val image's test-time proposals."""
+    model, _ = load_model(model_file)
+    options = data_options or {}
+    training = training_features(model, DetectionDataset(train, images, **options), batch_size)
+    save_features(training, Path(out_dir) / "train.pt")
+    scoring = scoring_features(model, DetectionDataset(val, images, **options), batch_size)
+    save_features(scoring, Path(out_dir) / "val.pt")

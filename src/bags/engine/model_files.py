@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torchvision.models.detection import FasterRCNN
 
 from bags.builders import build_detector
-from bags.detector import set_classifier
+from bags.classifiers import from_meta
+from bags.data.counts import read_counts
+from bags.detector import classification_layer, num_classes_of, set_classifier
 from bags.io import atomic_path
-from bags.methods import scoring_classifier
+from bags.weight_norms import class_weight_norms
 
 
 def make_detector(
@@ -19,7 +22,7 @@ def make_detector(
 ) -> FasterRCNN:
     """Build the detector ``meta`` describes: arch, num_classes, classifier (and groups)."""
     model = build_detector(meta["arch"], meta["num_classes"])
-    classifier = scoring_classifier(meta)
+    classifier = from_meta(meta)
     return set_classifier(model, classifier, False, score_thresh, detections)
 
 
@@ -56,3 +59,22 @@ def load_model(
             f"{path}: weights do not fit the detector it describes ({error})"
         ) from error
     return model, content["meta"]
+
+
+def write_norms(model: FasterRCNN, counts: pd.DataFrame, out: Path | str) -> None:
+    """The per-class weight norms of the model's last layer beside the class counts (CSV)."""
+    if len(counts) != num_classes_of(model):
+        raise ValueError(
+            f"{len(counts)} classes in the counts, the model has {num_classes_of(model)}"
+        )
+    table = counts[["category_id", "name", "instance_count"]].copy()
+    rows = model.roi_heads.classifier.class_rows
+    table["norm"] = class_weight_norms(classification_layer(model), rows).numpy()
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def norms_job(model_file: Path, counts: Path, out: Path) -> None:
+    """``write_norms`` of a model file and the counts CSV of its training set."""
+    model, _ = load_model(model_file)
+    write_norms(model, read_counts(counts), out)

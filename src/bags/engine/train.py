@@ -19,8 +19,12 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
+from bags.builders import build_detector
+from bags.classifiers import GroupSoftmaxClassifier
+from bags.data.counts import read_counts
 from bags.data.dataset import DetectionDataset, collate
-from bags.detector import classification_layer
+from bags.data.download import sha256_file
+from bags.detector import classification_layer, fresh_predictor, set_classifier
 from bags.engine.checkpoints import (
     code_version,
     latest_checkpoint,
@@ -28,9 +32,10 @@ from bags.engine.checkpoints import (
     save_checkpoint,
 )
 from bags.engine.distributed import Workers, start_workers, stop_workers
-from bags.engine.model_files import save_model
+from bags.engine.model_files import load_model, make_detector, save_model
+from bags.groups import read_groups_file
 from bags.io import atomic_path
-from bags.methods import EpochImages
+from bags.methods import EpochImages, MethodSpec, TrainingStats
 
 log = logging.getLogger(__name__)
 
@@ -403,3 +408,73 @@ def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def start_model(
+    start: Path | None, arch: dict, num_classes: int, seed: int
+) -> tuple[FasterRCNN, dict[str, Any]]:
+    """Where a row starts: the architecture's initial weights (no ``start``), or a trained
+    model; one trained on other classes gets a fresh box predictor, as the reference's start
+    from COCO does."""
+    torch.manual_seed(seed)
+    if start is None:
+        return build_detector(arch, num_classes), {"arch": arch, "num_classes": num_classes}
+    model, meta = load_model(start)
+    if meta["num_classes"] != num_classes:
+        fresh_predictor(model, num_classes)
+    # Checkpoints record which model they went on from: a retrained start restarts them.
+    return model, {"arch": meta["arch"], "num_classes": num_classes, "start": sha256_file(start)}
+
+
+def method_classifier(spec: MethodSpec, stats: TrainingStats, groups_file: Path | None):
+    """The method's classification rule; BAGS takes its groups and beta from the groups file."""
+    if spec.loss != "bags":
+        return spec.classifier(stats)
+    if groups_file is None:
+        raise ValueError("a BAGS method needs its groups file (--groups)")
+    categories = (
+        range(1, stats.num_classes + 1) if stats.category_ids is None else stats.category_ids
+    )
+    groups, beta = read_groups_file(Path(groups_file).read_text(), categories)
+    if groups.num_classes != stats.num_classes:
+        raise ValueError(
+            f"{groups_file}: groups of {groups.num_classes} classes, not {stats.num_classes}"
+        )
+    return GroupSoftmaxClassifier(groups, beta)
+
+
+def train_job(
+    annotations: Path,
+    images: Path,
+    counts: Path,
+    arch: dict,
+    settings: dict,
+    method: dict,
+    out: Path,
+    epoch_log: Path,
+    work_dir: Path,
+    start: Path | None = None,
+    groups_file: Path | None = None,
+    data_options: dict | None = None,
+    device: str = "auto",
+) -> None:
+    """Train one row's model from where it starts; rerunning resumes from ``work_dir``."""
+    config = TrainConfig.from_dict(settings)
+    spec = MethodSpec.from_dict(method)
+    dataset = DetectionDataset(annotations, images, config.hflip, **(data_options or {}))
+    stats = TrainingStats.from_dataset(dataset, read_counts(counts))
+    model, meta = start_model(start, arch, dataset.num_classes, config.seed)
+    classifier = method_classifier(spec, stats, groups_file)
+    torch.manual_seed(config.seed)  # a fresh last layer starts the same way on any path
+    model = set_classifier(model, classifier, spec.new_layer)
+    meta = {**meta, **classifier.meta(), "method": asdict(spec)}
+    make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
+    target = pick_device(device)
+    log.info("training on %s, lr %.4g for batch %d", target, config.scaled_lr(), config.batch_size)
+    try:
+        train(
+            model, dataset, config, meta, out, work_dir, epoch_log, target, spec.epoch_images(stats)
+        )
+    except Stopped as stopped:
+        log.warning("%s", stopped)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended it
