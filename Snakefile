@@ -9,7 +9,6 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir, "src")))
 from bags.analysis.figure_table import FIGURES as FIGURE_TABLE
 
-
 # The default experiment, unless --configfile names another (configs are not merged).
 if not workflow.overwrite_configfiles:
 

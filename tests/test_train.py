@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import pytest
@@ -6,7 +5,7 @@ import torch
 
 from bags.cli import main
 from bags.engine.train import TrainConfig, lr_factor
-from tests.helpers import TINY_ARCH, TINY_TRAIN, make_tiny_dataset
+from tests.helpers import TINY_TRAIN, make_tiny_dataset, train_command
 
 
 def test_lr_schedules():
@@ -24,25 +23,7 @@ def test_lr_schedules():
 
 
 def train(root, out, work, train=TINY_TRAIN):
-    return main(
-        [
-            "train",
-            "--annotations",
-            str(root / "train.json"),
-            "--images",
-            str(root / "images"),
-            "--arch",
-            json.dumps(TINY_ARCH),
-            "--train",
-            json.dumps(train),
-            "--out",
-            str(out),
-            "--epoch-log",
-            str(out.with_suffix(".csv")),
-            "--work-dir",
-            str(work),
-        ]
-    )
+    return main(train_command(root, out, work, train))
 
 
 def test_rerun_resumes_from_last_checkpoint_with_identical_result(tmp_path):

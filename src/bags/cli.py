@@ -222,8 +222,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
     ),
     "link": (
         "link an existing file or folder (no copy)",
-        "bags.data.download:link_existing",
-        {"--source": PATH, "--dest": PATH},
+        "bags.data.download:link_job",
+        {"--source": PATH, "--out": PATH},
     ),
     "import-coco": (
         "torchvision's COCO-trained R50-FPN as a model file",

@@ -11,7 +11,9 @@ EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
 RES = config["resources"]
 SEEDS = config["seeds"]
-SCHEMA = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(
+    Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
+)
 TABLES = ["comparison", "ablation_groups", "ablation_beta", "ablation_finetune"]
 
 
@@ -28,12 +30,16 @@ def settings_of(entry):
     """A row's training settings: its schedule section with its overrides and what it trains."""
     schedule = entry["schedule"]
     if schedule not in config["schedules"]:
-        config_error(f"no schedule {schedule!r} in `schedules` (known: {sorted(config['schedules'])})")
+        config_error(
+            f"no schedule {schedule!r} in `schedules` (known: {sorted(config['schedules'])})"
+        )
     settings = {**config["schedules"][schedule], **entry["settings"]}
     try:
         jsonschema.validate(settings, SCHEMA["definitions"]["schedule"])
     except jsonschema.ValidationError as error:
-        config_error(f"schedule {schedule!r} with the method's settings: {error.message}")
+        config_error(
+            f"schedule {schedule!r} with the method's settings: {error.message}"
+        )
     return {**settings, "trainable": entry["train"]}
 
 
@@ -44,10 +50,15 @@ def groups_of(entry):
 
 def path_of(entry):
     """How a row is made: `posthoc` (the baseline's classifier changed, then inference), `head`
-    (its last layer trained on the baseline's cached features) or `train` (the training loop)."""
+    (its last layer trained on the baseline's cached features) or `train` (the training loop).
+    """
     if entry["train"] == "none":
         return "posthoc"
-    if entry["train"] == "classifier" and entry["start"] == "baseline" and config["feature_cache"]:
+    if (
+        entry["train"] == "classifier"
+        and entry["start"] == "baseline"
+        and config["feature_cache"]
+    ):
         return "head"
     return "train"
 
@@ -74,7 +85,9 @@ for _name, _entry in METHODS.items():
         config_error("the baseline cannot start from itself")
     if _entry["start"] == "balanced" and "pretrain" not in config["schedules"]:
         if config["datasets"]["balanced"]["source"] != "coco_pretrained":
-            config_error("a row starts from the balanced model: add a `pretrain` schedule")
+            config_error(
+                "a row starts from the balanced model: add a `pretrain` schedule"
+            )
     if _entry["loss"] == "bags":
         check_edges(groups_of(_entry)["edges"], f"method {_name}")
     if path_of(_entry) != "posthoc":
@@ -106,7 +119,9 @@ def run_file(dataset, name, seed, file):
 
 
 def metrics_of(names):
-    return [run_file("longtail", n, seed, "metrics.json") for n in names for seed in SEEDS]
+    return [
+        run_file("longtail", n, seed, "metrics.json") for n in names for seed in SEEDS
+    ]
 
 
 def named_metrics(names):
@@ -126,10 +141,14 @@ def figure_targets(name):
     return expand(f"{EXP}/figures/{name}.{{ext}}", ext=["pdf", "png"])
 
 
-PAPER_ROWS = [n for n, m in METHODS.items() if "row" in m and "comparison" in m["tables"]]
+PAPER_ROWS = [
+    n for n, m in METHODS.items() if "row" in m and "comparison" in m["tables"]
+]
 # Every comparison row that retrains or replaces the baseline's last layer.
 RETRAINED = ["baseline"] + [
-    n for n in methods_in("comparison") if n != "baseline" and METHODS[n]["train"] != "all"
+    n
+    for n in methods_in("comparison")
+    if n != "baseline" and METHODS[n]["train"] != "all"
 ]
 TARGETS = {
     **{table: table_targets(table) for table in TABLES if methods_in(table)},
@@ -182,7 +201,9 @@ def download_path(name):
     url = config["downloads"][name]["url"]
     file = os.path.basename(url.split("?")[0]) or "download"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", file) or file.startswith("."):
-        config_error(f"downloads.{name}.url: the file name {file!r} is not a plain name")
+        config_error(
+            f"downloads.{name}.url: the file name {file!r} is not a plain name"
+        )
     return f"resources/downloads/{name}/{file}"
 
 
@@ -284,6 +305,43 @@ def table_options(table):
     if table not in SETTING_NAMES:
         return []
     settings = [
-        f"{METHODS[n]['label']}={ablation_setting(table, n)[0]}" for n in table_rows(table)
+        f"{METHODS[n]['label']}={ablation_setting(table, n)[0]}"
+        for n in table_rows(table)
     ]
     return ["--setting-name", SETTING_NAMES[table], "--settings", *settings]
+
+
+def pretraining_input(wildcards):
+    """A pretraining set takes its classes from the long-tailed set's training file."""
+    if source_settings(wildcards.dataset).get("classes_from"):
+        return f"{EXP}/data/longtail/train.json"
+    return []
+
+
+def synthetic_spec(dataset):
+    settings = {
+        k: v
+        for k, v in source_settings(dataset).items()
+        if k not in ("classes_from", "min_instances")
+    }
+    return as_json(settings)
+
+
+def figure_runs(selection):
+    """`label=file` inputs of a figure: the runs a figure-table row selects."""
+    first = SEEDS[0]
+    norms = lambda dataset, name: run_file(dataset, name, first, "weight_norms.csv")
+    selections = {
+        "balanced_and_baseline": {
+            "balanced": norms("balanced", "baseline"),
+            "long-tailed": norms("longtail", "baseline"),
+        },
+        "baseline_and_bags": {
+            METHODS["baseline"]["label"]: norms("longtail", "baseline"),
+            METHODS["bags"]["label"]: norms("longtail", "bags"),
+        },
+        "retrained": {METHODS[n]["label"]: norms("longtail", n) for n in RETRAINED},
+    }
+    if selection == "comparison":
+        return named_metrics(methods_in("comparison"))
+    return [f"{label}={path}" for label, path in selections[selection].items()]

@@ -2,22 +2,6 @@
 # image folder data/<dataset>/images. The source decides which rule makes them.
 
 
-def pretraining_input(wildcards):
-    """A pretraining set takes its classes from the long-tailed set's training file."""
-    if source_settings(wildcards.dataset).get("classes_from"):
-        return f"{EXP}/data/longtail/train.json"
-    return []
-
-
-def synthetic_spec(dataset):
-    settings = {
-        k: v
-        for k, v in source_settings(dataset).items()
-        if k not in ("classes_from", "min_instances")
-    }
-    return as_json(settings)
-
-
 rule synthesize:
     input:
         pretraining_input,
@@ -37,7 +21,12 @@ rule synthesize:
         spec=lambda wc: synthetic_spec(wc.dataset),
         root=lambda wc, output: os.path.dirname(output.train),
         classes=lambda wc, input: (
-            ["--classes-from", input[0], "--min-instances", source_settings(wc.dataset)["min_instances"]]
+            [
+                "--classes-from",
+                input[0],
+                "--min-instances",
+                source_settings(wc.dataset)["min_instances"],
+            ]
             if input
             else []
         ),
@@ -50,10 +39,10 @@ rule download:
         "resources/downloads/{name}/{file}",
     log:
         "resources/logs/download/{name}/{file}.log",
-    retries: 2
     wildcard_constraints:
         name="[A-Za-z0-9_.-]+",
         file="[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    retries: 2
     conda:
         ENV
     params:
@@ -119,9 +108,10 @@ rule lvis_images:
     conda:
         ENV
     params:
-        existing=lambda wc: source_settings(wc.dataset).get("images") or "resources/coco",
+        existing=lambda wc: source_settings(wc.dataset).get("images")
+        or "resources/coco",
     shell:
-        "python -m bags link --source {params.existing:q} --dest {output:q} 2> {log:q}"
+        "python -m bags link --source {params.existing:q} --out {output:q} 2> {log:q}"
 
 
 rule user_dataset:
@@ -138,8 +128,8 @@ rule user_dataset:
         train=lambda wc: source_settings(wc.dataset)["train"],
         images=lambda wc: source_settings(wc.dataset)["images"],
     shell:
-        "(python -m bags link --source {params.train:q} --dest {output.train:q} && "
-        "python -m bags link --source {params.images:q} --dest {output.images:q}) 2> {log:q}"
+        "(python -m bags link --source {params.train:q} --out {output.train:q} && "
+        "python -m bags link --source {params.images:q} --out {output.images:q}) 2> {log:q}"
 
 
 rule user_val:

@@ -56,7 +56,9 @@ rule fit_head:
         **job_resources("infer"),
     params:
         cache_dir=lambda wc, input: os.path.dirname(input.cache[0]),
-        settings=lambda wc: as_json({**settings_of(METHODS[wc.method]), "seed": int(wc.seed)}),
+        settings=lambda wc: as_json(
+            {**settings_of(METHODS[wc.method]), "seed": int(wc.seed)}
+        ),
         method=lambda wc: as_json(method_spec(METHODS[wc.method])),
         groups=lambda wc, input: ["--groups-file", input.groups] if input.groups else [],
         score_thresh=config["inference"]["score_thresh"],

@@ -1,26 +1,6 @@
 # One rule per row of the figure table (src/bags/analysis/figure_table.py), and the claims.
 
 
-def figure_runs(selection):
-    """`label=file` inputs of a figure: the runs a figure-table row selects."""
-    first = SEEDS[0]
-    norms = lambda dataset, name: run_file(dataset, name, first, "weight_norms.csv")
-    selections = {
-        "balanced_and_baseline": {
-            "balanced": norms("balanced", "baseline"),
-            "long-tailed": norms("longtail", "baseline"),
-        },
-        "baseline_and_bags": {
-            METHODS["baseline"]["label"]: norms("longtail", "baseline"),
-            METHODS["bags"]["label"]: norms("longtail", "bags"),
-        },
-        "retrained": {METHODS[n]["label"]: norms("longtail", n) for n in RETRAINED},
-    }
-    if selection == "comparison":
-        return named_metrics(methods_in("comparison"))
-    return [f"{label}={path}" for label, path in selections[selection].items()]
-
-
 for _figure in FIGURE_TABLE:
 
     rule:
@@ -39,9 +19,9 @@ for _figure in FIGURE_TABLE:
             f"{EXP}/logs/figures/{_figure.name}.log",
         benchmark:
             f"{EXP}/benchmarks/figures/{_figure.name}.tsv"
+        localrule: True
         conda:
             ENV
-        localrule: True
         params:
             kind=_figure.name,
             inputs=figure_runs(_figure.runs),
@@ -66,9 +46,9 @@ rule check_claims:
         f"{EXP}/logs/claims.log",
     benchmark:
         f"{EXP}/benchmarks/claims.tsv"
+    localrule: True
     conda:
         ENV
-    localrule: True
     params:
         rows=named_metrics(PAPER_ROWS),
         bags=METHODS["bags"]["label"],

@@ -18,9 +18,9 @@ rule table:
         f"{EXP}/benchmarks/tables/{{table}}.tsv"
     wildcard_constraints:
         table=pattern(TABLES),
+    localrule: True
     conda:
         ENV
-    localrule: True
     params:
         stem=lambda wc, output: os.path.splitext(output[0])[0],
         metrics=lambda wc: named_metrics(table_rows(wc.table)),

@@ -46,7 +46,9 @@ rule train:
 rule import_coco_model:
     input:
         weights=(
-            download_path("r50_fpn_coco") if "r50_fpn_coco" in config["downloads"] else []
+            download_path("r50_fpn_coco")
+            if "r50_fpn_coco" in config["downloads"]
+            else []
         ),
         train=f"{EXP}/data/{{dataset}}/train.json",
     output:

@@ -300,3 +300,8 @@ def unzip_folder(archive: Path, member_prefix: str, out: Path) -> None:
         raise ValueError(f"{archive}: no folder {member_prefix} inside")
     inner.rename(out)
     shutil.rmtree(staging)
+
+
+def link_job(source: Path, out: Path) -> None:
+    """``link_existing`` as the pipeline's link step."""
+    link_existing(source, out)
