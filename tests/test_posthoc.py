@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from bags.builders import build_detector
 from bags.classifiers import NearestClassMean, RoIFeatures, TauNormSelect, from_meta
 from bags.data.dataset import DetectionDataset
-from bags.detector import box_head_features, to_softmax
+from bags.detector import box_head_features, set_classifier, to_softmax
 from bags.methods import MethodSpec, PosthocData, TrainingStats
 from bags.posthoc import class_centres
 from tests.helpers import TINY_ARCH, make_tiny_dataset
@@ -89,10 +89,8 @@ def test_posthoc_rules_survive_the_model_file(tiny, rule):
     changed = to_softmax(build_detector(TINY_ARCH, train.num_classes))
     changed.load_state_dict(model.state_dict())
     spec.apply_posthoc(changed, stats, PosthocData(train=train))
-    meta = {"arch": TINY_ARCH, "num_classes": train.num_classes, **changed.roi_heads.classifier.meta()}
+    meta = {"num_classes": train.num_classes, **changed.roi_heads.classifier.meta()}
     rebuilt = to_softmax(build_detector(TINY_ARCH, train.num_classes))
-    from bags.detector import set_classifier
-
     set_classifier(rebuilt, from_meta(meta))
     rebuilt.load_state_dict(changed.state_dict())
     changed.eval()

@@ -193,7 +193,6 @@ def plot_method_norms(
     save_figure(fig, stem)
 
 
-
 def figure_job(kind: str, out_stem: Path, inputs: Sequence[tuple[str, Path]]) -> None:
     """The figure ``kind`` of the figure table from ``label=file`` pairs (weight-norm CSVs, or
     metrics JSONs with a label again for another seed)."""
