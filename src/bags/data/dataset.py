@@ -15,6 +15,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from bags.data.annotations import contiguous_ids, image_path, load_annotations
 
 log = logging.getLogger(__name__)
+DECODED_BYTES = 512 << 20  # a set whose decoded images fit in this keeps them in memory
 
 
 class DetectionDataset(Dataset):
@@ -63,6 +64,11 @@ class DetectionDataset(Dataset):
         missing = len(data["images"]) - len(self.image_ids)
         if missing:
             log.warning("%s: skipped %d missing image(s)", self.annotation_file, missing)
+        # A small set keeps its decoded images: later epochs skip decoding them again.
+        pixels = sum(int(i.get("width", 0)) * int(i.get("height", 0)) for i in data["images"])
+        self.decoded: dict[int, torch.Tensor] | None = (
+            {} if 0 < 3 * pixels <= DECODED_BYTES else None
+        )
 
     def _target(self, annotations: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         """xyxy boxes and contiguous labels of one image."""
@@ -70,6 +76,20 @@ class DetectionDataset(Dataset):
         boxes[:, 2:] += boxes[:, :2]
         labels = torch.tensor([self.label_of[a["category_id"]] for a in annotations])
         return boxes, labels.long()
+
+    def _pixels(self, index: int) -> torch.Tensor:
+        """(3, H, W) uint8 pixels of image ``index``."""
+        if self.decoded is not None and index in self.decoded:
+            return self.decoded[index]
+        path = self.image_root / self.paths[index]
+        try:
+            with Image.open(path) as file:
+                pixels = pil_to_tensor(file.convert("RGB"))
+        except OSError as error:
+            raise OSError(f"{path}: cannot read image ({error})") from error
+        if self.decoded is not None:
+            self.decoded[index] = pixels
+        return pixels
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         """Horizontal flips are a function of (seed, epoch, image), in any loading process."""
@@ -83,12 +103,7 @@ class DetectionDataset(Dataset):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        path = self.image_root / self.paths[index]
-        try:
-            with Image.open(path) as file:
-                pixels = pil_to_tensor(file.convert("RGB")).float().div_(255)
-        except OSError as error:
-            raise OSError(f"{path}: cannot read image ({error})") from error
+        pixels = self._pixels(index).float().div_(255)
         boxes, labels = self.targets[index]
         boxes = boxes.clone()
         if self.hflip and random.Random(hash((*self.flip_seed, index))).random() < 0.5:
