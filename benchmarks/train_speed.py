@@ -4,10 +4,11 @@
 
 Both versions train the default detector (the small Faster R-CNN at 64x64, the same weights and
 seed) on the same synthetic long-tailed data, epoch after epoch over its first --images images,
-in fresh processes, one after the other, the rounds alternating. Each prints images per second and the time per step spent loading data,
-in the forward pass, the backward pass and the optimizer step; the losses of both are compared
-step by step. The earlier commit is checked out in a temporary ``git worktree``. Run it on a
-quiet machine: another process on the cores makes the figures worthless.
+in fresh processes, one after the other, the rounds alternating. Each prints images per second
+and the time per step spent loading data, in the forward pass, the backward pass and the
+optimizer step; the losses of both are compared step by step. The earlier commit is checked
+out in a temporary ``git worktree``. Run it on a quiet machine: another process on the cores
+makes the figures worthless.
 """
 
 from __future__ import annotations
