@@ -11,13 +11,15 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
@@ -58,10 +60,25 @@ def _mismatch(
     if size is not None and got_size != size:
         return f"size mismatch: expected {size} bytes, got {got_size}"
     if sha256 is not None:
-        got = digest or sha256_file(path)
-        if got != sha256.lower():
-            return f"sha256 mismatch: expected {sha256.lower()}, got {got}"
+        got, want = digest or sha256_file(path), sha256.lower()
+        if not got.startswith(want):
+            if len(want) < len(got):
+                return f"sha256 {got} does not start with {want}"
+            return f"sha256 mismatch: expected {want}, got {got}"
     return None
+
+
+def _check_request(url: str, size: int | None, sha256: str | None) -> None:
+    """One clear error for what no download could satisfy."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(f"{url}: only http and https URLs are downloaded")
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise DownloadError(f"{url}: size must be a number of bytes >= 0, got {size!r}")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{8,64}", sha256):
+        raise DownloadError(
+            f"{url}: sha256 must be 8 to 64 hexadecimal digits (all or the start of the "
+            f"file's), got {sha256!r}"
+        )
 
 
 def _content_range(header: str | None) -> tuple[int | None, int | None]:
@@ -174,9 +191,15 @@ def download(
 ) -> Path:
     """Download `url` to `dest`, resuming and retrying; `dest` appears only once verified.
 
-    Tries at most `retries + 1` times, sleeping `backoff * 2**attempt` seconds between tries.
-    HTTP 4xx fails at once; connection errors, bodies cut short and HTTP 5xx are retried.
+    `sha256` is the file's hex digest or its first 8 or more digits. Tries at most
+    `retries + 1` times, sleeping `backoff * 2**attempt` seconds between tries. HTTP 4xx fails
+    at once; connection errors, bodies cut short and HTTP 5xx are retried.
+
+    A part file left by an earlier run is resumed only when `sha256` is given: the checksum of
+    the whole file then vouches for the old bytes too. With only `size` known, nothing shows
+    whether the old bytes belong to this file, so the download starts over.
     """
+    _check_request(url, size, sha256)
     dest = Path(dest)
     if dest.exists():
         problem = _mismatch(dest, size, sha256)
@@ -185,6 +208,9 @@ def download(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if part.exists() and sha256 is None:
+        log.warning("%s: left by an earlier run, no checksum to verify it; starting over", part)
+        part.unlink()
     tries = retries + 1
     for attempt in range(tries):
         try:
@@ -209,6 +235,14 @@ def download(
         raise DownloadError(f"{url}: {problem}")
     os.replace(part, dest)
     return dest
+
+
+def inner_path(name: str) -> str:
+    """``name`` as a path inside an archive or folder; refused if empty or leading outside."""
+    parts = PurePosixPath(name).parts
+    if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+        raise ValueError(f"{name!r}: expected a relative path inside the archive or folder")
+    return name
 
 
 def extract_zip(archive: Path, dest_dir: Path, marker: Path | None = None) -> None:
