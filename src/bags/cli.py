@@ -9,6 +9,15 @@ import logging
 import sys
 from pathlib import Path
 
+from bags.arguments import (
+    OneLineParser,
+    beta,
+    non_negative_int,
+    positive_int,
+    probability,
+    share,
+)
+
 log = logging.getLogger("bags")
 
 
@@ -158,17 +167,20 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
     from bags.data.annotations import load_annotations
     from bags.data.dataset import DetectionDataset
+    from bags.data.download import sha256_file
     from bags.engine.feature_cache import save_features, scoring_features, training_features
     from bags.engine.model_files import load_model
     from bags.io import write_text_atomic
 
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.model)
+    made_from = sha256_file(args.model)  # head refuses the cache for any other model
     options = {"on_bad": args.on_bad, "image_paths": args.image_paths}
     train = DetectionDataset(args.annotations, args.images, **options)
-    save_features(training_features(model, train, args.batch_size), args.out_dir / "train.pt")
-    val = DetectionDataset(args.val, args.images, **options)
-    save_features(scoring_features(model, val, args.batch_size), args.out_dir / "val.pt")
+    val = DetectionDataset(args.val, args.images, **options)  # checked before any output
+    features = training_features(model, train, args.batch_size)
+    save_features(features, args.out_dir / "train.pt", made_from)
+    save_features(scoring_features(model, val, args.batch_size), args.out_dir / "val.pt", made_from)
     # A fixed share of the training images on which post-hoc settings are chosen (never val).
     data = load_annotations(args.annotations, args.on_bad, keep_segmentation=False)
     ids = sorted(image["id"] for image in data["images"])
@@ -178,7 +190,8 @@ def cmd_cache(args: argparse.Namespace) -> None:
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in chosen]
     write_text_atomic(args.out_dir / "heldout.json", json.dumps(data))
     heldout = DetectionDataset(args.out_dir / "heldout.json", args.images, **options)
-    save_features(scoring_features(model, heldout, args.batch_size), args.out_dir / "heldout.pt")
+    features = scoring_features(model, heldout, args.batch_size)
+    save_features(features, args.out_dir / "heldout.pt", made_from)
 
 
 def cmd_head(args: argparse.Namespace) -> None:
@@ -186,6 +199,7 @@ def cmd_head(args: argparse.Namespace) -> None:
     import torch
 
     from bags.data.counts import read_counts
+    from bags.data.download import sha256_file
     from bags.detector import classification_layer, set_classifier
     from bags.engine.feature_cache import load_features
     from bags.engine.head import (
@@ -211,7 +225,9 @@ def cmd_head(args: argparse.Namespace) -> None:
             f"{args.counts}: {len(counts)} classes, the model has {meta['num_classes']}"
         )
     category_of = dict(enumerate(counts["category_id"].tolist(), start=1))
-    train = load_features(args.cache_dir / "train.pt")
+    made_from = sha256_file(args.baseline)
+    train = load_features(args.cache_dir / "train.pt", made_from)
+    val = load_features(args.cache_dir / "val.pt", made_from)  # checked before any output
     rows: list[dict] = []
     kind = args.posthoc.get("kind", "none")
     if kind == "none":
@@ -232,7 +248,7 @@ def cmd_head(args: argparse.Namespace) -> None:
         original = classification_layer(model)
         tau, rows = choose_tau(
             model,
-            load_features(args.cache_dir / "heldout.pt"),
+            load_features(args.cache_dir / "heldout.pt", made_from),
             args.cache_dir / "heldout.json",
             args.posthoc.get("taus", [0.0, 0.5, 1.0, 1.5, 2.0]),
             category_of,
@@ -248,7 +264,6 @@ def cmd_head(args: argparse.Namespace) -> None:
     save_model(args.out_model, model, meta)
     with atomic_path(args.out_log) as tmp:
         pd.DataFrame(rows, columns=list(rows[0]) if rows else ["epoch"]).to_csv(tmp, index=False)
-    val = load_features(args.cache_dir / "val.pt")
     write_records(score_cached(model, val, category_of), args.out_detections)
     _write_norms(model, meta, counts, args.out_norms)
 
@@ -310,16 +325,16 @@ def cmd_norms(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from bags.data.download import DownloadError, download, sha256_file
+    from bags.data.download import download
 
-    path = download(args.url, args.out, args.size, args.sha256, progress=True)
-    if args.sha256_prefix:
-        got = sha256_file(path)
-        if not got.startswith(args.sha256_prefix):
-            path.unlink()
-            raise DownloadError(
-                f"{args.url}: sha256 {got} does not start with {args.sha256_prefix}"
-            )
+    sha256 = args.sha256 or args.sha256_prefix
+    if (
+        args.sha256
+        and args.sha256_prefix
+        and not sha256.lower().startswith(args.sha256_prefix.lower())
+    ):
+        raise ValueError(f"--sha256 {args.sha256} does not start with --sha256-prefix")
+    download(args.url, args.out, args.size, sha256, progress=True)
 
 
 def cmd_place(args: argparse.Namespace) -> None:
@@ -327,12 +342,15 @@ def cmd_place(args: argparse.Namespace) -> None:
     import shutil
     import zipfile
 
-    from bags.data.download import link_existing
+    from bags.data.download import inner_path, link_existing
     from bags.io import atomic_path
 
+    inner_path(args.member)
     if args.existing_folder:
         link_existing(Path(args.existing_folder) / args.member, args.out)
         return
+    if args.archive is None:
+        raise ValueError("give --archive or --existing-folder: where the file comes from")
     try:
         with (
             zipfile.ZipFile(args.archive) as archive,
@@ -349,8 +367,10 @@ def cmd_unzip(args: argparse.Namespace) -> None:
     """An image folder from a zip whose members all sit under ``--member-prefix``."""
     import shutil
 
-    from bags.data.download import extract_zip
+    from bags.data.download import extract_zip, inner_path
 
+    if args.member_prefix.strip("/"):
+        inner_path(args.member_prefix.strip("/"))
     staging = args.out.with_name(f".{args.out.name}.unzip")
     if staging.exists():
         shutil.rmtree(staging)
@@ -389,15 +409,15 @@ def cmd_import_coco(args: argparse.Namespace) -> None:
     from bags.data.annotations import load_annotations
     from bags.detector import to_softmax
     from bags.engine.model_files import save_model
+    from bags.safe_load import load_weights_only, one_line
 
     data = load_annotations(args.annotations, keep_segmentation=False)
     ids = sorted(c["id"] for c in data["categories"])
     if ids[0] < 1 or ids[-1] > 90:
-        raise ValueError(f"{args.annotations}: COCO category ids run 1..90, found {ids[-1]}")
-    try:
-        state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
-        raise ValueError(f"{args.weights}: not a readable checkpoint ({error})") from error
+        raise ValueError(
+            f"{args.annotations}: COCO category ids run 1..90, found {ids[0]}..{ids[-1]}"
+        )
+    state = load_weights_only(args.weights, "readable checkpoint")
     rows = torch.tensor([0, *ids])  # torchvision's COCO head is indexed by category id
     boxes = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)
     prefix = "roi_heads.box_predictor."
@@ -407,9 +427,9 @@ def cmd_import_coco(args: argparse.Namespace) -> None:
                 state[f"{prefix}{name}.{part}"] = state[f"{prefix}{name}.{part}"][index]
         model = to_softmax(build_detector(args.arch, len(ids)))
         model.load_state_dict(state)
-    except (KeyError, IndexError, RuntimeError) as error:
+    except (KeyError, IndexError, TypeError, RuntimeError) as error:
         raise ValueError(
-            f"{args.weights}: not torchvision's COCO Faster R-CNN ({error})"
+            f"{args.weights}: not torchvision's COCO Faster R-CNN ({one_line(error)})"
         ) from error
     meta = {"arch": args.arch, "num_classes": len(ids), "classifier": "softmax"}
     save_model(args.out, model, meta)
@@ -427,9 +447,11 @@ def _read_norms(path: Path):
 
 def _runs(named: list[tuple[str, Path]]) -> dict[str, list[dict]]:
     """Metrics files by label, in order; a label named again is another seed of that row."""
+    from bags.evaluation import read_metrics
+
     runs: dict[str, list[dict]] = {}
     for name, path in named:
-        runs.setdefault(name, []).append(json.loads(path.read_text()))
+        runs.setdefault(name, []).append(read_metrics(path))
     return runs
 
 
@@ -475,15 +497,15 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-
-    from bags.analysis.claims import check_claims, write_claims
+    from bags.analysis.claims import CLAIMED_METRICS, check_claims, write_claims
+    from bags.evaluation import read_metrics
 
     claims = check_claims(
         _read_norms(args.baseline_norms),
         _read_norms(args.balanced_norms),
         _read_norms(args.bags_norms),
-        json.loads(args.baseline_metrics.read_text()),
-        json.loads(args.bags_metrics.read_text()),
+        read_metrics(args.baseline_metrics, CLAIMED_METRICS),
+        read_metrics(args.bags_metrics, CLAIMED_METRICS),
     )
     write_claims(claims, args.out, args.title)
 
@@ -505,7 +527,7 @@ def _data_options(parser: argparse.ArgumentParser, images: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bags", description=__doc__)
+    parser = OneLineParser(prog="bags", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -522,8 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("groups", help="BAGS groups from instance counts (JSON)")
     p.add_argument("--counts", type=Path, required=True)
-    p.add_argument("--edges", type=int, nargs="+", default=[10, 100, 1000])
-    p.add_argument("--beta", type=lambda s: s if s == "all" else float(s), default=8.0)
+    p.add_argument("--edges", type=positive_int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--beta", type=beta, default=8.0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=cmd_groups)
 
@@ -542,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--epoch-log", type=Path, required=True, help="per-epoch CSV")
     p.add_argument("--work-dir", type=Path, required=True, help="checkpoints, kept on failure")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     _data_options(p)
     p.set_defaults(run=cmd_train)
 
@@ -551,11 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", type=Path, required=True, help="training annotations")
     p.add_argument("--val", type=Path, required=True, help="val annotations")
     p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--heldout", type=float, default=0.1, help="share of training images held out")
+    p.add_argument("--heldout", type=share, default=0.1, help="share of training images held out")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     _data_options(p)
     p.set_defaults(run=cmd_cache)
 
@@ -566,26 +588,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", type=_json, default={}, help="loss, sampler and options as JSON")
     p.add_argument("--posthoc", type=_json, default={}, help='{"kind": "ncm" | "tau_norm"}')
     p.add_argument("--train", type=_json, default={"epochs": 1}, help="TrainConfig as JSON")
-    p.add_argument("--edges", type=int, nargs="*", default=[10, 100, 1000])
-    p.add_argument("--score-thresh", type=float, default=0.0)
-    p.add_argument("--max-dets", type=int, default=300)
+    p.add_argument("--edges", type=positive_int, nargs="*", default=[10, 100, 1000])
+    p.add_argument("--score-thresh", type=probability, default=0.0)
+    p.add_argument("--max-dets", type=positive_int, default=300)
     p.add_argument("--out-model", type=Path, required=True)
     p.add_argument("--out-log", type=Path, required=True)
     p.add_argument("--out-detections", type=Path, required=True)
     p.add_argument("--out-norms", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.set_defaults(run=cmd_head)
 
     p = sub.add_parser("infer", help="detections as an LVIS results JSON")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--annotations", type=Path, required=True)
     p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--score-thresh", type=float, default=0.0)
-    p.add_argument("--max-dets", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--score-thresh", type=probability, default=0.0)
+    p.add_argument("--max-dets", type=positive_int, default=300)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda")
-    p.add_argument("--workers", type=int, default=0, help="image-loading processes")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="image-loading processes")
     p.add_argument("--out", type=Path, required=True)
     _data_options(p)
     p.set_defaults(run=cmd_infer)
@@ -594,8 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", type=Path, required=True)
     p.add_argument("--detections", type=Path, required=True)
     p.add_argument("--counts", type=Path, required=True, help="training counts CSV")
-    p.add_argument("--edges", type=int, nargs="+", default=[10, 100, 1000])
-    p.add_argument("--max-dets", type=int, default=300)
+    p.add_argument("--edges", type=positive_int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--max-dets", type=positive_int, default=300)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=cmd_evaluate)
 
@@ -607,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("download", help="download one file: resumed, retried, checked")
     p.add_argument("--url", required=True)
-    p.add_argument("--size", type=int)
+    p.add_argument("--size", type=non_negative_int)
     p.add_argument("--sha256")
     p.add_argument("--sha256-prefix")
     p.add_argument("--out", type=Path, required=True)

@@ -11,6 +11,8 @@ import pandas as pd
 
 from bags.io import write_text_atomic
 
+CLAIMED_METRICS = ("AP", "APr")  # what the claims compare; a metrics file must have both
+
 
 @dataclass(frozen=True)
 class Claim:

@@ -138,6 +138,8 @@ def choose_tau(
     """tau-norm's tau: the one whose rescaled last layer has the best AP on the held-out
     training images (never val). Returns it and the AP of every tau tried; ``model``'s layer is
     left as it was."""
+    if not isinstance(taus, list) or not taus or not all(_is_tau(tau) for tau in taus):
+        raise ValueError(f"tau_norm: 'taus' must be a list of numbers >= 0, got {taus!r}")
     predictor = model.roi_heads.box_predictor
     original = predictor.cls_score
     rows = []
@@ -157,3 +159,8 @@ def choose_tau(
 
 def _finite(value: float | None) -> float:
     return -math.inf if value is None or math.isnan(value) else value
+
+
+def _is_tau(value: object) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value >= 0
