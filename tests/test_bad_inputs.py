@@ -426,6 +426,8 @@ CASES = [
     Case("100-megapixel PNG", infer(large, json_size=(10000, 10000)), "10000x10000 pixels"),
     Case("scrambled pixel data", infer(corrupt_data, "--on-bad", "skip"),
          (VAL_IMAGE, "cannot read image 22")),
+    Case("scrambled pixel data, in a loader process", infer(corrupt_data, "--workers", "1"),
+         (VAL_IMAGE, "cannot read image 22")),
     Case("missing image", infer(missing), "missing image (image id 22"),
     Case("image path leaving the folder", outside, "outside the image folder"),
     # Training settings and method options.

@@ -710,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as error:
         if args.verbose:
             raise
-        print(f"bags {args.command}: error: {error}", file=sys.stderr)
+        from bags.safe_load import one_line
+
+        print(f"bags {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0

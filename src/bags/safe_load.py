@@ -11,12 +11,12 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def load_weights_only(path: Path | str, what: str) -> Any:
     """The content of the torch file ``path``; one ValueError (one line) naming the file if it
     cannot be read: "``path``: not a ``what`` (why)"."""
+    import torch  # here: the command line imports this module for ``one_line``
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -28,6 +28,8 @@ def load_weights_only(path: Path | str, what: str) -> Any:
 def one_line(error: BaseException) -> str:
     """An error's message on one line (torch's are often several)."""
     text = str(error)
+    if "\nOriginal Traceback" in text:  # re-raised from a DataLoader worker: its last line
+        text = text.strip().splitlines()[-1].partition(": ")[2]
     if isinstance(error, pickle.UnpicklingError) and text.startswith("Weights only"):
         named = next((line for line in text.splitlines() if "GLOBAL" in line), "")
         text = f"it holds objects that could run code when loaded; refused. {named}"
