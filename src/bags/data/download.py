@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -81,6 +82,36 @@ def _check_request(url: str, size: int | None, sha256: str | None) -> None:
         )
 
 
+def _source_file(part: Path) -> Path:
+    """Where a part file's origin is kept: its URL and the server's validator of the file."""
+    return part.with_name(part.name + ".source")
+
+
+def _validator(url: str, part: Path) -> str | None:
+    """The validator (ETag or Last-Modified) the server gave for the file whose first bytes
+    `part` holds, if they came from `url`; sent as If-Range, it makes the server send the rest
+    only of that same file."""
+    try:
+        source = json.loads(_source_file(part).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(source, dict) or source.get("url") != url:
+        return None
+    validator = source.get("validator")
+    return validator if isinstance(validator, str) and validator else None
+
+
+def _keep_source(url: str, part: Path, headers) -> None:
+    etag = headers["ETag"]
+    validator = etag if etag and not etag.startswith("W/") else headers["Last-Modified"]
+    write_text_atomic(_source_file(part), json.dumps({"url": url, "validator": validator}))
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _source_file(part).unlink(missing_ok=True)
+
+
 def _content_range(header: str | None) -> tuple[int | None, int | None]:
     """(start, total) from a Content-Range header such as 'bytes 10-99/100' or 'bytes */100'."""
     if not header or not header.startswith("bytes "):
@@ -108,6 +139,9 @@ def _attempt(
     """
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
+    validator = _validator(url, part) if offset else None
+    if validator:
+        headers["If-Range"] = validator
     try:
         response = urllib.request.urlopen(
             urllib.request.Request(url, headers=headers), timeout=timeout
@@ -123,7 +157,7 @@ def _attempt(
             known = expected is not None or sha256 is not None
             if known and _mismatch(part, expected, sha256, digest) is None:
                 return digest
-            part.unlink()
+            _discard(part)
             raise _Retry(
                 f"HTTP 416 for a {offset}-byte part file that fails the check; restarting"
             ) from error
@@ -137,16 +171,18 @@ def _attempt(
         if response.status == 206:
             start, _ = _content_range(response.headers["Content-Range"])
             if start != offset:
-                part.unlink()
+                _discard(part)
                 raise _Retry(f"asked for bytes from {offset}, server sent from {start}; restarting")
         else:
-            offset = 0  # the server ignored the Range header: start again
+            offset = 0  # the server ignored the Range header, or the file changed: start again
         length_header = response.headers["Content-Length"]
         length = int(length_header) if length_header is not None else None
         total = offset + length if length is not None else None
         if size is not None and total is not None and total != size:
-            part.unlink(missing_ok=True)
+            _discard(part)
             raise DownloadError(f"{url}: size mismatch: expected {size} bytes, server has {total}")
+        if not offset:
+            _keep_source(url, part, response.headers)
         digest = _hasher(part) if sha256 and offset else hashlib.sha256()
         received = 0
         bar = tqdm(
@@ -195,9 +231,10 @@ def download(
     `retries + 1` times, sleeping `backoff * 2**attempt` seconds between tries. HTTP 4xx fails
     at once; connection errors, bodies cut short and HTTP 5xx are retried.
 
-    A part file left by an earlier run is resumed only when `sha256` is given: the checksum of
-    the whole file then vouches for the old bytes too. With only `size` known, nothing shows
-    whether the old bytes belong to this file, so the download starts over.
+    A part file left by an earlier run is resumed when `sha256` is given (the checksum of the
+    whole file vouches for the old bytes too), or when the part's recorded origin is this URL
+    with a validator (ETag or Last-Modified) that the server then matches (If-Range). A size
+    alone cannot show whether the old bytes belong to this file: such a part starts over.
     """
     _check_request(url, size, sha256)
     dest = Path(dest)
@@ -208,9 +245,9 @@ def download(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    if part.exists() and sha256 is None:
-        log.warning("%s: left by an earlier run, no checksum to verify it; starting over", part)
-        part.unlink()
+    if part.exists() and sha256 is None and _validator(url, part) is None:
+        log.warning("%s: left by an earlier run, nothing to verify it by; starting over", part)
+        _discard(part)
     tries = retries + 1
     for attempt in range(tries):
         try:
@@ -231,9 +268,10 @@ def download(
             time.sleep(delay)
     problem = _mismatch(part, size, sha256, digest)
     if problem:
-        part.unlink()
+        _discard(part)
         raise DownloadError(f"{url}: {problem}")
     os.replace(part, dest)
+    _source_file(part).unlink(missing_ok=True)
     return dest
 
 
