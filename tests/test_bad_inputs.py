@@ -351,6 +351,11 @@ def poisoned_model(a: Assets, folder: Path) -> Path:
     return folder / "poisoned.pt"
 
 
+def poisoned_weights(a: Assets, folder: Path) -> Path:
+    torch.save({"backbone.body.conv1.weight": Payload(folder / MARKER)}, folder / "poisoned.pth")
+    return folder / "poisoned.pth"
+
+
 def table_with_nan(a: Assets, folder: Path) -> list:
     (folder / "m.json").write_text('{"AP": NaN, "APr": 1.0}')
     return ["table", "--metrics", f"a={folder / 'm.json'}", "--out-stem", folder / "out"]
@@ -476,6 +481,9 @@ CASES = [
          "'taus'", outputs=HEADS),
     Case("COCO weights with a pickle payload",
          import_coco(lambda f: {"w": Payload(f / MARKER)}), "coco.pth"),
+    Case("pretrained weights with a pickle payload",
+         training(SHORT, None, "--arch", '{"name": "r50_fpn"}', "--pretrained", poisoned_weights),
+         "poisoned.pth", outputs=TRAINED),
     Case("COCO annotations without categories",
          import_coco(lambda f: {}, no_categories), "coco.json: no categories"),
     # Counts and groups.
