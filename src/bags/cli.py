@@ -11,9 +11,16 @@ import argparse
 import importlib
 import json
 import logging
-import math
 import sys
 from pathlib import Path
+
+from bags.arguments import (
+    OneLineParser,
+    beta,
+    non_negative_int,
+    positive_int,
+    probability,
+)
 
 log = logging.getLogger("bags")
 
@@ -40,30 +47,16 @@ def _named_path(text: str) -> tuple[str, Path]:
     return name, Path(value)
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-        return value
-
-    return parse
-
-
-def _beta(text: str) -> float | str:
-    return text if text == "all" else _positive(float)(text)
-
-
 PATH = {"type": Path, "required": True}
 OPTIONAL_PATH = {"type": Path, "default": None}
 JSON = {"type": _json, "required": True}
-COUNT = {"type": _positive(int), "required": True}
+COUNT = {"type": positive_int, "required": True}
 DATA = {
     "--on-bad": {"choices": ["stop", "skip"], "required": True},
     "--image-paths": {"choices": ["file_name", "coco_url"], "required": True},
 }
 SCORING = {
-    "--score-thresh": {"type": float, "required": True},
+    "--score-thresh": {"type": probability, "required": True},
     "--detections-per-img": COUNT,
 }
 
@@ -77,7 +70,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--spec": JSON,
             "--out": PATH,
             "--classes-from": OPTIONAL_PATH,
-            "--min-instances": {"type": _positive(int), "default": 10},
+            "--min-instances": {"type": positive_int, "default": 10},
         },
     ),
     "count": (
@@ -90,8 +83,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
         "bags.groups:write_groups",
         {
             "--counts-file": PATH,
-            "--edges": {"type": _positive(int), "nargs": "*", "required": True},
-            "--beta": {"type": _beta, "required": True},
+            "--edges": {"type": positive_int, "nargs": "*", "required": True},
+            "--beta": {"type": beta, "required": True},
             "--out": PATH,
         },
     ),
@@ -166,7 +159,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--images": PATH,
             "--out": PATH,
             "--batch-size": COUNT,
-            "--workers": {"type": int, "required": True},
+            "--workers": {"type": non_negative_int, "required": True},
             "--device": {"default": "auto"},
             **SCORING,
             **DATA,
@@ -179,7 +172,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--annotations": PATH,
             "--detections": PATH,
             "--counts": PATH,
-            "--edges": {"type": _positive(int), "nargs": "+", "required": True},
+            "--edges": {"type": positive_int, "nargs": "+", "required": True},
             "--detections-per-img": COUNT,
             "--out": PATH,
         },
@@ -195,7 +188,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
         {
             "--url": {"required": True},
             "--out": PATH,
-            "--size": {"type": _positive(int), "default": None},
+            "--size": {"type": positive_int, "default": None},
             "--sha256": {"default": None},
             "--sha256-prefix": {"default": None},
         },
@@ -271,7 +264,7 @@ DATA_OPTIONS = ("on_bad", "image_paths")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bags", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="bags", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, _, options) in COMMANDS.items():
@@ -279,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         for option, keywords in options.items():
             command.add_argument(option, **keywords)
         if name in THREADED:
-            command.add_argument("--threads", type=_positive(int), required=True)
+            command.add_argument("--threads", type=positive_int, required=True)
     return parser
 
 
@@ -312,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as error:
         if args.verbose:
             raise
-        print(f"bags {args.command}: error: {error}", file=sys.stderr)
+        from bags.safe_load import one_line
+
+        print(f"bags {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 1
-    except SystemExit:
-        raise
     return 0

@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import types
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,7 +42,12 @@ def patch_lvis_numpy() -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float (JSON parses NaN and Infinity too)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_box(box: Any) -> bool:
+    return isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -66,9 +72,22 @@ def _check_gt(gt: Any, path: Path) -> None:
         items = gt.get(field)
         if not isinstance(items, list):
             raise ValueError(f"ground truth {path}: '{field}' is missing or not a list")
+        seen = set()
         for i, item in enumerate(items):
             if not isinstance(item, dict) or any(k not in item for k in keys):
                 raise ValueError(f"ground truth {path}: {field}[{i}] lacks one of {keys}")
+            if not isinstance(item["id"], int) or item["id"] in seen:
+                problem = "used before" if isinstance(item["id"], int) else "not an integer"
+                raise ValueError(f"ground truth {path}: {field}[{i}] id {item['id']!r}: {problem}")
+            seen.add(item["id"])
+    if not gt["categories"]:
+        raise ValueError(f"ground truth {path}: no categories")
+    for a in gt["annotations"]:
+        if not (_is_box(a["bbox"]) and _is_number(a["area"])):
+            raise ValueError(
+                f"ground truth {path}: annotation {a['id']}: bbox {a['bbox']!r} or area "
+                f"{a['area']!r} is not finite numbers"
+            )
 
 
 def _check_results(results: Any, gt: dict, path: Path) -> None:
@@ -80,10 +99,12 @@ def _check_results(results: Any, gt: dict, path: Path) -> None:
         if not isinstance(r, dict) or any(k not in r for k in _RESULT_KEYS):
             raise ValueError(f"results {path}: entry {i} is not an object with keys {_RESULT_KEYS}")
         box = r["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))):
+        if not _is_box(box):
             raise ValueError(f"results {path}: entry {i} has bbox {box!r}, not [x, y, w, h]")
         if not _is_number(r["score"]):
-            raise ValueError(f"results {path}: entry {i} has a non-numeric score {r['score']!r}")
+            raise ValueError(
+                f"results {path}: entry {i} has score {r['score']!r}, not a finite number"
+            )
         if r["category_id"] not in cat_ids:
             raise ValueError(
                 f"results {path}: entry {i} has unknown category_id {r['category_id']}"
@@ -218,3 +239,18 @@ def evaluate_job(
     instance_counts = dict(zip(table["category_id"], table["instance_count"]))
     metrics = evaluate(annotations, detections, instance_counts, edges, detections_per_img)
     write_metrics(metrics, out)
+
+
+def read_metrics(path: Path | str, required: Sequence[str] = ()) -> dict[str, float | None]:
+    """A metrics JSON as ``write_metrics`` writes it (finite numbers or null, by name); the
+    ``required`` metrics must be there and not null."""
+    path = Path(path)
+    metrics = _load_json(path, "metrics")
+    if not isinstance(metrics, dict) or not all(
+        value is None or _is_number(value) for value in metrics.values()
+    ):
+        raise ValueError(f"metrics {path}: expected a JSON object of finite numbers or null")
+    missing = [key for key in required if metrics.get(key) is None]
+    if missing:
+        raise ValueError(f"metrics {path}: no value for {', '.join(missing)}")
+    return metrics

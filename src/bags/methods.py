@@ -13,6 +13,7 @@ Adding a method is one function here, registered under a name the config then us
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,29 @@ def _options(options: dict, allowed: Sequence[str], what: str) -> dict:
     return options
 
 
+def _number(
+    options: dict,
+    key: str,
+    default: float,
+    what: str,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_allowed: bool = False,
+) -> float:
+    """Option ``key`` (or ``default``): a finite number above ``low`` (or equal to it, with
+    ``low_allowed``) and below ``high``."""
+    value = options.get(key, default)
+    fits = False
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        fits = (low <= value if low_allowed else low < value) and value < high
+    if not fits:
+        bounds = f"{'>=' if low_allowed else '>'} {low:g}"
+        if high != math.inf:
+            bounds += f" and < {high:g}"
+        raise ValueError(f"{what}: option {key!r} must be a number {bounds}, got {value!r}")
+    return value
+
+
 @loss("softmax")
 def softmax(stats: TrainingStats, options: dict) -> Classifier:
     _options(options, [], "softmax")
@@ -143,26 +167,35 @@ def softmax(stats: TrainingStats, options: dict) -> Classifier:
 def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
     """BAGS; ``edges`` bin the classes by instance count, ``beta`` is a number or "all"."""
     _options(options, ["edges", "beta"], "bags")
-    groups = assign_groups(stats.instance_counts, options.get("edges", [10, 100, 1000]))
-    beta = options.get("beta", 8)
-    return GroupSoftmaxClassifier(groups, float("inf") if beta == "all" else float(beta))
+    edges = options.get("edges", [10, 100, 1000])
+    if not isinstance(edges, list) or not all(isinstance(e, int) for e in edges):
+        raise ValueError(f"bags: option 'edges' must be a list of integers, got {edges!r}")
+    groups = assign_groups(stats.instance_counts, edges)
+    beta = math.inf if options.get("beta") == "all" else _number(options, "beta", 8, "bags")
+    return GroupSoftmaxClassifier(groups, beta)
 
 
 @loss("reweight")
 def reweight(stats: TrainingStats, options: dict) -> Classifier:
     """The reference's re-weight row: w = (1/n) / mean(1/n), clipped to [low, high]."""
     _options(options, ["low", "high"], "reweight")
-    return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, **options))
+    low, high = _number(options, "low", 0.1, "reweight"), _number(options, "high", 5.0, "reweight")
+    if low > high:
+        raise ValueError(f"reweight: option 'low' {low} is above 'high' {high}")
+    return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, low, high))
 
 
 @loss("effective_number")
 def effective_number(stats: TrainingStats, options: dict) -> Classifier:
     """The reference's re-weight-cls row: Cui et al.'s weights (``class_beta``), clipped."""
     _options(options, ["class_beta", "low", "high"], "effective_number")
-    options = dict(options)
-    beta = options.pop("class_beta", 0.999)
+    beta = _number(options, "class_beta", 0.999, "effective_number", high=1.0)
+    low = _number(options, "low", 0.1, "effective_number")
+    high = _number(options, "high", 5.0, "effective_number")
+    if low > high:
+        raise ValueError(f"effective_number: option 'low' {low} is above 'high' {high}")
     return WeightedSoftmaxClassifier(
-        effective_number_weights(stats.instance_counts, beta, **options)
+        effective_number_weights(stats.instance_counts, beta, low, high)
     )
 
 
@@ -170,16 +203,18 @@ def effective_number(stats: TrainingStats, options: dict) -> Classifier:
 def focal(stats: TrainingStats, options: dict) -> Classifier:
     """The reference's focal loss: sigmoid focal loss (``alpha``, ``gamma``), softmax scores."""
     _options(options, ["alpha", "gamma"], "focal")
-    return SigmoidFocalClassifier(stats.num_classes, **options)
+    alpha = _number(options, "alpha", 0.25, "focal", low_allowed=True, high=1.0 + 1e-12)
+    gamma = _number(options, "gamma", 2.0, "focal", low_allowed=True)
+    return SigmoidFocalClassifier(stats.num_classes, alpha, gamma)
 
 
 @loss("eql")
 def equalization(stats: TrainingStats, options: dict) -> Classifier:
     """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3), ``prior`` the initial score."""
     _options(options, ["lam", "prior"], "eql")
-    options = dict(options)
-    prior = options.pop("prior", 0.001)
-    threshold = eql_threshold(stats.image_counts, len(stats.image_classes), **options)
+    lam = _number(options, "lam", 1.76e-3, "eql")
+    prior = _number(options, "prior", 0.001, "eql", high=1.0)
+    threshold = eql_threshold(stats.image_counts, len(stats.image_classes), lam)
     return EqualizationClassifier(threshold, prior)
 
 
@@ -199,7 +234,7 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 def repeat_factor(stats: TrainingStats, options: dict) -> EpochImages:
     """LVIS repeat-factor sampling with threshold ``t``."""
     _options(options, ["t"], "rfs sampler")
-    factors = repeat_factors(stats.image_classes, options.get("t", 0.001))
+    factors = repeat_factors(stats.image_classes, _number(options, "t", 0.001, "rfs sampler"))
     return lambda seed, epoch: repeated_indices(factors, _generator(seed, epoch))
 
 
@@ -217,7 +252,7 @@ def class_balanced_images(stats: TrainingStats, options: dict) -> EpochImages:
 def tail(stats: TrainingStats, options: dict) -> EpochImages:
     """Only images with a class of fewer than ``below`` training instances."""
     _options(options, ["below"], "tail sampler")
-    below = options.get("below", 100)
+    below = _number(options, "below", 100, "tail sampler")
     classes = {c + 1 for c, n in enumerate(stats.instance_counts) if n < below}
     images = tail_images(stats.image_classes, classes)
     if not images:
@@ -285,6 +320,12 @@ class MethodSpec:
             spec = cls(**document)
         except TypeError as error:
             raise ValueError(f"method settings: {error}") from error
+        for key, kind in (("loss", str), ("sampler", str), ("new_layer", bool)):
+            if not isinstance(getattr(spec, key), kind):
+                raise ValueError(f"method settings: {key!r} must be a {kind.__name__}")
+        for key in ("loss_options", "sampler_options"):
+            if not isinstance(getattr(spec, key), dict | None):
+                raise ValueError(f"method settings: {key!r} must be an object of options")
         if spec.loss not in LOSSES:
             raise ValueError(f"unknown loss {spec.loss!r}; known: {sorted(LOSSES)}")
         if spec.sampler not in SAMPLERS:

@@ -11,6 +11,8 @@ import pandas as pd
 
 from bags.io import write_text_atomic
 
+CLAIMED_METRICS = ("AP", "APr")  # what the claims compare; a metrics file must have both
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -163,8 +165,8 @@ def claims_job(
         read_norms(baseline_norms),
         read_norms(balanced_norms),
         read_norms(bags_norms),
-        read_metrics(baseline_metrics),
-        read_metrics(bags_metrics),
+        read_metrics(baseline_metrics, CLAIMED_METRICS),
+        read_metrics(bags_metrics, CLAIMED_METRICS),
     )
-    claims.append(headline_claim(read_runs(rows), bags_label))
+    claims.append(headline_claim(read_runs(rows, CLAIMED_METRICS), bags_label))
     write_claims(claims, out, title)

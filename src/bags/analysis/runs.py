@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,21 +18,20 @@ def read_norms(path: Path | str) -> pd.DataFrame:
     return table
 
 
-def read_metrics(path: Path | str) -> dict:
-    try:
-        metrics = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a metrics JSON file ({error})") from error
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{path}: not a metrics JSON file (expected an object)")
-    return metrics
+def read_metrics(path: Path | str, required: Sequence[str] = ()) -> dict:
+    """A metrics JSON file, checked (see ``bags.evaluation.read_metrics``)."""
+    from bags.evaluation import read_metrics as read_checked
+
+    return read_checked(path, required)
 
 
-def read_runs(named: Sequence[tuple[str, Path]]) -> dict[str, list[dict]]:
+def read_runs(
+    named: Sequence[tuple[str, Path]], required: Sequence[str] = ()
+) -> dict[str, list[dict]]:
     """Metrics files by label, in order; a label named again is another seed of that row."""
     runs: dict[str, list[dict]] = {}
     for name, path in named:
-        runs.setdefault(name, []).append(read_metrics(path))
+        runs.setdefault(name, []).append(read_metrics(path, required))
     return runs
 
 

@@ -65,6 +65,28 @@ class SyntheticSpec:
     rare_below: int = RARE_BELOW
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        def whole(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for key in ("val_per_class", "image_size", "min_size", "max_size", "max_objects"):
+            if not whole(getattr(self, key)) or getattr(self, key) < 1:
+                raise ValueError(f"synthetic spec: {key!r} must be an integer >= 1")
+        if not whole(self.seed) or self.seed < 0:
+            raise ValueError("synthetic spec: 'seed' must be an integer >= 0")
+        if not self.min_size <= self.max_size <= self.image_size:
+            raise ValueError("synthetic spec: need min_size <= max_size <= image_size")
+        tiers = self.train_counts
+        if (
+            not isinstance(tiers, list | tuple)
+            or not tiers
+            or not all(
+                isinstance(tier, list | tuple) and len(tier) == 3 and all(map(whole, tier))
+                for tier in tiers
+            )
+        ):
+            raise ValueError("synthetic spec: 'train_counts' must be [[n, low, high], ...]")
+
 
 def class_names() -> list[str]:
     return [f"{colour}_{shape}" for shape in SHAPES for colour in COLOURS]

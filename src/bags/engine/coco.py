@@ -10,6 +10,7 @@ from bags.builders import build_detector
 from bags.data.annotations import load_annotations
 from bags.detector import to_softmax
 from bags.engine.model_files import save_model
+from bags.safe_load import load_weights_only, one_line
 
 
 def coco_state_for(state: dict, category_ids: list[int]) -> dict:
@@ -31,13 +32,12 @@ def import_coco(weights: Path, annotations: Path, arch: dict, out: Path) -> None
     ids = sorted(c["id"] for c in data["categories"])
     if not ids or ids[0] < 1 or ids[-1] > 90:
         raise ValueError(f"{annotations}: COCO category ids run 1..90")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
-        raise ValueError(f"{weights}: not a readable checkpoint ({error})") from error
+    state = load_weights_only(weights, "readable checkpoint")
     try:
         model = to_softmax(build_detector(arch, len(ids)))
         model.load_state_dict(coco_state_for(state, ids))
     except (KeyError, IndexError, RuntimeError, TypeError) as error:
-        raise ValueError(f"{weights}: not torchvision's COCO Faster R-CNN ({error})") from error
+        raise ValueError(
+            f"{weights}: not torchvision's COCO Faster R-CNN ({one_line(error)})"
+        ) from error
     save_model(out, model, {"arch": arch, "num_classes": len(ids), "classifier": "softmax"})

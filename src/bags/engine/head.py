@@ -14,6 +14,7 @@ from torchvision.models.detection import FasterRCNN
 
 from bags.classifiers import SoftmaxClassifier
 from bags.data.counts import read_counts
+from bags.data.download import sha256_file
 from bags.detector import classification_layer, set_classifier
 from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures, load_features
 from bags.engine.infer import image_results
@@ -126,7 +127,9 @@ def head_job(
     table = read_counts(counts)
     if len(table) != meta["num_classes"]:
         raise ValueError(f"{counts}: {len(table)} classes, the model has {meta['num_classes']}")
-    train = load_features(cache_dir / "train.pt")
+    made_from = sha256_file(baseline)  # a cache of another model is refused
+    train = load_features(cache_dir / "train.pt", made_from)
+    val = load_features(cache_dir / "val.pt", made_from)  # checked before any output
     ids = table["category_id"].tolist()
     stats = TrainingStats.from_images(table["instance_count"].tolist(), train.image_classes, ids)
     classifier = method_classifier(spec, stats, groups_file)
@@ -141,6 +144,5 @@ def head_job(
     save_model(out_model, model, meta)
     with atomic_path(out_log) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    val = load_features(cache_dir / "val.pt")
     write_records(score_cached(model, val, dict(enumerate(ids, start=1))), out_detections)
     write_norms(model, table, out_norms)

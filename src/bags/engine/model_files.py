@@ -14,6 +14,7 @@ from bags.classifiers import from_meta
 from bags.data.counts import read_counts
 from bags.detector import classification_layer, num_classes_of, set_classifier
 from bags.io import atomic_path
+from bags.safe_load import load_weights_only, one_line
 from bags.weight_norms import class_weight_norms
 
 
@@ -35,15 +36,22 @@ def read_model_file(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path}: not a readable model file ({error})") from error
-    if not isinstance(content, dict) or not {"meta", "state_dict"} <= content.keys():
+    content = load_weights_only(path, "readable model file")
+    if (
+        not isinstance(content, dict)
+        or not isinstance(content.get("meta"), dict)
+        or not isinstance(content.get("state_dict"), dict)
+    ):
         raise ValueError(f"{path}: not a bags model file (expected 'meta' and 'state_dict')")
-    missing = {"arch", "num_classes", "classifier"} - set(content["meta"])
+    meta = content["meta"]
+    missing = {"arch", "num_classes", "classifier"} - set(meta)
     if missing:
         raise ValueError(f"{path}: model description lacks {sorted(missing)}")
+    if meta["classifier"] == "bags" and "groups" not in meta:
+        raise ValueError(f"{path}: model description lacks 'groups' (its classifier is bags)")
+    count = meta["num_classes"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"{path}: model description has num_classes {count!r}")
     return content
 
 
@@ -51,12 +59,15 @@ def load_model(
     path: Path | str, score_thresh: float | None = None, detections: int = 300
 ) -> tuple[FasterRCNN, dict[str, Any]]:
     content = read_model_file(path)
-    model = make_detector(content["meta"], score_thresh, detections)
+    try:
+        model = make_detector(content["meta"], score_thresh, detections)
+    except (KeyError, TypeError, ValueError) as error:  # a description from elsewhere
+        raise ValueError(f"{path}: its description makes no detector ({error!r})") from error
     try:
         model.load_state_dict(content["state_dict"])
     except RuntimeError as error:
         raise ValueError(
-            f"{path}: weights do not fit the detector it describes ({error})"
+            f"{path}: weights do not fit the detector it describes ({one_line(error)})"
         ) from error
     return model, content["meta"]
 

@@ -77,8 +77,9 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
-        if self.amp not in AMP_DTYPES:
+        if not isinstance(self.amp, str) or self.amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
+        _check_settings(self)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> TrainConfig:
@@ -92,6 +93,53 @@ class TrainConfig:
         if self.base_batch_size is None:
             return self.lr
         return self.lr * self.batch_size / self.base_batch_size
+
+
+# Integer settings and their least value; real ones and their range (lr also > 0).
+_INTEGERS = {"epochs": 1, "batch_size": 1, "warmup_iters": 0, "workers": 0, "keep_checkpoints": 1}
+_REALS = {
+    "lr": (0, math.inf),
+    "momentum": (0, 1),
+    "weight_decay": (0, math.inf),
+    "warmup_ratio": (0, 1),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_settings(config: TrainConfig) -> None:
+    """One clear error for a setting of the wrong kind or out of range."""
+
+    def fail(key: str, expected: str) -> ValueError:
+        return ValueError(
+            f"training setting {key!r} must be {expected}, got {getattr(config, key)!r}"
+        )
+
+    for key, least in _INTEGERS.items():
+        value = getattr(config, key)
+        if not _is_int(value) or value < least:
+            raise fail(key, f"an integer >= {least}")
+    for key, (low, high) in _REALS.items():
+        value = getattr(config, key)
+        real = _is_int(value) or isinstance(value, float)
+        if not (real and math.isfinite(value) and low <= value <= high) or (
+            key == "lr" and value == 0
+        ):
+            raise fail(key, f"a number in [{low}, {high}]" + (", not 0" if key == "lr" else ""))
+    if not _is_int(config.seed):
+        raise fail("seed", "an integer")
+    if config.base_batch_size is not None and not (
+        _is_int(config.base_batch_size) and config.base_batch_size >= 1
+    ):
+        raise fail("base_batch_size", "an integer >= 1")
+    if not isinstance(config.milestones, list | tuple) or not all(map(_is_int, config.milestones)):
+        raise fail("milestones", "a list of epochs")
+    if not isinstance(config.hflip, bool):
+        raise fail("hflip", "true or false")
+    if not isinstance(config.extra, dict):
+        raise fail("extra", "an object")
 
 
 def lr_factor(iteration: int, total: int, epoch: int, config: TrainConfig) -> float:
