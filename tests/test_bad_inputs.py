@@ -19,6 +19,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -32,7 +33,8 @@ import torch
 from PIL import Image
 
 from bags.cli import main
-from tests.helpers import TINY_ARCH, TINY_SPEC, TINY_TRAIN
+from bags.data.synthetic import SyntheticSpec, generate
+from tests.helpers import TINY_SPEC, TINY_TRAIN, train_command
 from tests.test_download import DATA, _Server
 
 MARKER = "INJECTED"  # what an unpickled payload creates in the case folder
@@ -57,6 +59,7 @@ class Assets:
 
     data: Path
     counts: Path
+    groups: Path
     model: Path
     cache: Path
     url: str  # serves DATA
@@ -90,7 +93,7 @@ def annotations(a: Assets, folder: Path, change: Callable[[dict], object]) -> Pa
 def count(change: Callable[[dict], object], *options: str) -> Callable[[Assets, Path], list]:
     def build(a: Assets, folder: Path) -> list:
         return ["count", "--annotations", annotations(a, folder, change), "--out",
-                folder / "out", *options]  # fmt: skip
+                folder / "out", *(options or ("--on-bad", "stop"))]  # fmt: skip
 
     return build
 
@@ -142,8 +145,8 @@ def infer(damage: Callable[[Path, dict], object], *options: str, json_size=None)
                 d["images"][0].update(width=json_size[0], height=json_size[1])
 
         val = edited(a.data / "val.json", folder / "val.json", resize)
-        return ["infer", "--model", a.model, "--annotations", val, "--images",
-                folder / "images", "--out", folder / "out", *options]  # fmt: skip
+        return ["infer", "--model-file", a.model, "--annotations", val, "--images",
+                folder / "images", "--out", folder / "out", *INFER, *options]  # fmt: skip
 
     return build
 
@@ -185,17 +188,15 @@ def outside(a: Assets, folder: Path) -> list:
     shutil.copytree(a.data / "images" / "val", folder / "images" / "val")
     val = edited(a.data / "val.json", folder / "val.json",
                  lambda d: d["images"][0].update(file_name="../../secret.png"))  # fmt: skip
-    return ["infer", "--model", a.model, "--annotations", val, "--images", folder / "images",
-            "--out", folder / "out"]  # fmt: skip
+    return ["infer", "--model-file", a.model, "--annotations", val, "--images",
+            folder / "images", "--out", folder / "out", *INFER]  # fmt: skip
 
 
 def training(settings: dict | None = None, method: dict | None = None, *extra):
     def build(a: Assets, folder: Path) -> list:
-        return ["train", "--annotations", a.data / "train.json", "--images", a.data / "images",
-                "--arch", json.dumps(TINY_ARCH), "--train", json.dumps(settings or TINY_TRAIN),
-                "--method", json.dumps(method or {}), "--out", folder / "out",
-                "--epoch-log", folder / "log.csv", "--work-dir", folder / "work",
-                *[e(a, folder) if callable(e) else e for e in extra]]  # fmt: skip
+        command = train_command(a.data, folder / "out", folder / "work", settings, method)
+        command[command.index("--epoch-log") + 1] = str(folder / "log.csv")
+        return [*command, *[e(a, folder) if callable(e) else e for e in extra]]
 
     return build
 
@@ -226,7 +227,7 @@ def model_file(change: Callable[[dict, Path], object]):
         content = torch.load(a.model, weights_only=True)
         change(content, folder)
         torch.save(content, folder / "model.pt")
-        return ["norms", "--model", folder / "model.pt", "--counts", a.counts, "--out",
+        return ["norms", "--model-file", folder / "model.pt", "--counts", a.counts, "--out",
                 folder / "out"]  # fmt: skip
 
     return build
@@ -239,9 +240,33 @@ def head(*options: str, baseline=None, cache=None):
     def build(a: Assets, folder: Path) -> list:
         return ["head", "--baseline", baseline(a, folder) if baseline else a.model,
                 "--cache-dir", cache(a, folder) if cache else a.cache, "--counts", a.counts,
+                "--method", "{}", "--settings", json.dumps(SHORT), "--score-thresh", "0",
+                "--detections-per-img", "300", "--threads", "1",
                 "--out-model", folder / "model.pt", "--out-log", folder / "log.csv",
                 "--out-detections", folder / "det.json", "--out-norms", folder / "norms.csv",
                 *options]  # fmt: skip
+
+    return build
+
+
+def posthoc(method: dict, baseline=None):
+    def build(a: Assets, folder: Path) -> list:
+        return ["posthoc", "--baseline", baseline(a, folder) if baseline else a.model,
+                "--method", json.dumps(method), "--counts", a.counts, "--annotations",
+                a.data / "train.json", "--images", a.data / "images", "--on-bad", "stop",
+                "--image-paths", "file_name", "--threads", "1",
+                "--out", folder / "out"]  # fmt: skip
+
+    return build
+
+
+def groups_file(change: Callable[[dict], object]):
+    """``train`` of BAGS with a copy of the groups file changed by ``change``."""
+
+    def build(a: Assets, folder: Path) -> list:
+        edited(a.groups, folder / "groups.json", change)
+        bags = {"loss": "bags", "last_layer": "fresh"}
+        return training(SHORT, bags, "--groups-file", folder / "groups.json")(a, folder)
 
     return build
 
@@ -260,10 +285,11 @@ def poisoned_cache(a: Assets, folder: Path) -> Path:
     return folder / "cache"
 
 
-def counts_file(text: str, command: str = "groups"):
+def counts_file(text: str):
     def build(a: Assets, folder: Path) -> list:
         (folder / "counts.csv").write_text(text)
-        return [command, "--counts", folder / "counts.csv", "--out", folder / "out"]
+        return ["groups", "--counts-file", folder / "counts.csv", "--edges", "10", "100",
+                "--beta", "8", "--out", folder / "out"]  # fmt: skip
 
     return build
 
@@ -276,7 +302,8 @@ def evaluation(gt_change=None, detections=None, *options: str):
                                 "score": 0.5}]  # fmt: skip
         (folder / "det.json").write_text(json.dumps(found))
         return ["evaluate", "--annotations", gt, "--detections", folder / "det.json",
-                "--counts", a.counts, "--out", folder / "out", *options]  # fmt: skip
+                "--counts", a.counts, "--edges", "10", "100", "--out", folder / "out",
+                *(options or ("--detections-per-img", "300"))]  # fmt: skip
 
     return build
 
@@ -290,7 +317,9 @@ def claims(baseline_metrics: dict):
         return ["claims", "--baseline-norms", folder / "norms.csv", "--balanced-norms",
                 folder / "norms.csv", "--bags-norms", folder / "norms.csv",
                 "--baseline-metrics", folder / "base.json", "--bags-metrics",
-                folder / "bags.json", "--out", folder / "out"]  # fmt: skip
+                folder / "bags.json", "--rows", f"a={folder / 'base.json'}",
+                f"b={folder / 'bags.json'}", "--bags-label", "b", "--title", "t",
+                "--out", folder / "out"]  # fmt: skip
 
     return build
 
@@ -322,7 +351,7 @@ def import_coco(weights: Callable[[Path], object], change=None):
         torch.save(weights(folder), folder / "coco.pth")
         train = edited(a.data / "train.json", folder / "coco.json", change or (lambda d: None))
         return ["import-coco", "--weights", folder / "coco.pth", "--annotations", train,
-                "--out", folder / "out"]  # fmt: skip
+                "--arch", '{"name": "r50_fpn"}', "--out", folder / "out"]  # fmt: skip
 
     return build
 
@@ -351,24 +380,21 @@ def poisoned_model(a: Assets, folder: Path) -> Path:
     return folder / "poisoned.pt"
 
 
-def poisoned_weights(a: Assets, folder: Path) -> Path:
-    torch.save({"backbone.body.conv1.weight": Payload(folder / MARKER)}, folder / "poisoned.pth")
-    return folder / "poisoned.pth"
-
-
 def table_with_nan(a: Assets, folder: Path) -> list:
     (folder / "m.json").write_text('{"AP": NaN, "APr": 1.0}')
-    return ["table", "--metrics", f"a={folder / 'm.json'}", "--out-stem", folder / "out"]
+    return ["table", "--metrics", f"a={folder / 'm.json'}", "--caption", "", "--out-stem",
+            folder / "out"]  # fmt: skip
 
 
 def not_json(a: Assets, folder: Path) -> list:
     (folder / "bad.json").write_text("{not json")
-    return ["count", "--annotations", folder / "bad.json", "--out", folder / "out"]
+    return ["count", "--annotations", folder / "bad.json", "--out", folder / "out",
+            "--on-bad", "stop"]  # fmt: skip
 
 
 def beta(value: str) -> Callable[[Assets, Path], list]:
-    return lambda a, folder: ["groups", "--counts", a.counts, "--beta", value, "--out",
-                              folder / "out"]  # fmt: skip
+    return lambda a, folder: ["groups", "--counts-file", a.counts, "--edges", "10", "--beta",
+                              value, "--out", folder / "out"]  # fmt: skip
 
 
 def unzip_outside(a: Assets, folder: Path) -> list:
@@ -389,8 +415,35 @@ def file_url(a: Assets, folder: Path) -> list:
 # --- the corpus -----------------------------------------------------------------------------
 
 NAN, INF = float("nan"), float("inf")
-VAL_IMAGE = "val/000022.png"  # the first val image of the tiny dataset (its id is 22)
+
+
+def _first_val_image() -> tuple[str, int]:
+    """The tiny dataset's first val image: its file name and id."""
+    with tempfile.TemporaryDirectory() as scratch:
+        generate(SyntheticSpec(**TINY_SPEC), Path(scratch))
+        image = json.loads((Path(scratch) / "val.json").read_text())["images"][0]
+    return image["file_name"], image["id"]
+
+
+VAL_IMAGE, VAL_ID = _first_val_image()
 SHORT = {**TINY_TRAIN, "epochs": 1}
+INFER = [
+    "--on-bad",
+    "stop",
+    "--image-paths",
+    "file_name",
+    "--score-thresh",
+    "0",
+    "--detections-per-img",
+    "300",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+    "--threads",
+    "1",
+]
+BAGS = {"loss": "bags", "last_layer": "fresh"}
 
 # fmt: off
 CASES = [
@@ -416,13 +469,13 @@ CASES = [
     Case("not JSON", not_json, "bad.json: not valid JSON"),
     # Images: checked when a dataset is made; damage found only by decoding, when it is met.
     Case("image smaller than its JSON size", infer(resized),
-         (VAL_IMAGE, "image id 22", "32x40 pixels, the annotations say 64x64")),
+         (VAL_IMAGE, f"image id {VAL_ID}", "32x40 pixels, the annotations say 64x64")),
     Case("wrong-size image skipped", infer(resized, "--on-bad", "skip"),
          status=0, check=succeeded_with("skipped 1 wrong size image(s)")),
-    Case("truncated PNG", infer(truncated), (VAL_IMAGE, "image id 22", "does not end")),
+    Case("truncated PNG", infer(truncated), (VAL_IMAGE, f"image id {VAL_ID}", "does not end")),
     Case("truncated PNG skipped", infer(truncated, "--on-bad", "skip"),
          status=0, check=succeeded_with("skipped 1 truncated image(s)")),
-    Case("garbage PNG", infer(garbage), (VAL_IMAGE, "image id 22", "not a readable image")),
+    Case("garbage PNG", infer(garbage), (VAL_IMAGE, f"image id {VAL_ID}", "not a readable image")),
     Case("garbage PNG skipped", infer(garbage, "--on-bad", "skip"),
          status=0, check=succeeded_with("skipped 1 unreadable image(s)")),
     Case("400-megapixel PNG", infer(bomb, json_size=(20000, 20000)), (VAL_IMAGE, "more than")),
@@ -430,22 +483,29 @@ CASES = [
          status=0, check=succeeded_with("skipped 1 too large image(s)")),
     Case("100-megapixel PNG", infer(large, json_size=(10000, 10000)), "10000x10000 pixels"),
     Case("scrambled pixel data", infer(corrupt_data, "--on-bad", "skip"),
-         (VAL_IMAGE, "cannot read image 22")),
+         (VAL_IMAGE, f"cannot read image {VAL_ID}")),
     Case("scrambled pixel data, in a loader process", infer(corrupt_data, "--workers", "1"),
-         (VAL_IMAGE, "cannot read image 22")),
-    Case("missing image", infer(missing), "missing image (image id 22"),
+         (VAL_IMAGE, f"cannot read image {VAL_ID}")),
+    Case("missing image", infer(missing), f"missing image (image id {VAL_ID}"),
+    Case("missing image, skipped", infer(missing, "--on-bad", "skip"),
+         status=0, check=succeeded_with("skipped 1 missing image(s)")),
     Case("image path leaving the folder", outside, "outside the image folder"),
     # Training settings and method options.
     Case("batch_size 0", training({**SHORT, "batch_size": 0}), "'batch_size'", outputs=TRAINED),
     Case("epochs as text", training({**SHORT, "epochs": "2"}), "'epochs'", outputs=TRAINED),
     Case("lr NaN", training({**SHORT, "lr": NAN}), "'lr'", outputs=TRAINED),
     Case("unknown setting", training({**SHORT, "speed": 2}), "speed", outputs=TRAINED),
-    Case("BAGS beta banana", training(SHORT, {"loss": "bags", "loss_options": {"beta": "banana"}}),
-         "'beta'", outputs=TRAINED),
-    Case("BAGS beta NaN", training(SHORT, {"loss": "bags", "loss_options": {"beta": NAN}}),
-         "'beta'", outputs=TRAINED),
-    Case("BAGS edges as text", training(SHORT, {"loss": "bags", "loss_options": {"edges": "10"}}),
-         "'edges'", outputs=TRAINED),
+    Case("BAGS without a groups file", training(SHORT, BAGS), "--groups", outputs=TRAINED),
+    Case("BAGS beta in loss_options", training(SHORT, {**BAGS, "loss_options": {"beta": 2}}),
+         "'loss_options'", outputs=TRAINED),
+    Case("groups file: beta banana", groups_file(lambda d: d.update(beta="banana")),
+         ("groups.json", "beta"), outputs=TRAINED),
+    Case("groups file: beta NaN", groups_file(lambda d: d.update(beta=NAN)),
+         ("groups.json", "beta"), outputs=TRAINED),
+    Case("groups file: other categories", groups_file(lambda d: d.update(category_ids=[9])),
+         ("groups.json", "other categories"), outputs=TRAINED),
+    Case("groups file: not groups", groups_file(lambda d: d.pop("groups")),
+         ("groups.json", "groups"), outputs=TRAINED),
     Case("focal gamma as text", training(SHORT, {"loss": "focal", "loss_options": {"gamma": "2"}}),
          "'gamma'", outputs=TRAINED),
     Case("rfs t negative", training(SHORT, {"sampler": "rfs", "sampler_options": {"t": -1}}),
@@ -461,8 +521,14 @@ CASES = [
          "step_000000003.pt: not a readable checkpoint", outputs=TRAINED),
     Case("checkpoint without state", checkpoint(lambda f: {"step": 3}),
          "not a training checkpoint", outputs=TRAINED),
-    Case("init model with a pickle payload", training(SHORT, None, "--init", poisoned_model),
+    Case("start model with a pickle payload", training(SHORT, None, "--start", poisoned_model),
          "poisoned.pt", outputs=TRAINED),
+    Case("post-hoc baseline with a pickle payload",
+         posthoc({"posthoc": "tau_norm"}, baseline=poisoned_model), "poisoned.pt"),
+    Case("post-hoc tau negative", posthoc({"posthoc": "tau_norm", "posthoc_options": {"tau": -1}}),
+         "tau"),
+    Case("post-hoc rule unknown", posthoc({"posthoc": "magic"}), "magic"),
+    Case("post-hoc without a rule", posthoc({}), "post-hoc rule"),
     Case("model with a pickle payload",
          model_file(lambda c, f: c.update(state_dict=Payload(f / MARKER))), "model.pt"),
     Case("model: bags classifier without groups",
@@ -476,14 +542,12 @@ CASES = [
     Case("cache of another model", head(baseline=retrained), "made from another model",
          outputs=HEADS),
     Case("cache with a pickle payload", head(cache=poisoned_cache), "train.pt", outputs=HEADS),
-    Case("head --max-dets 0", head("--max-dets", "0"), "--max-dets", 2, HEADS),
-    Case("tau_norm taus as text", head("--posthoc", '{"kind": "tau_norm", "taus": "1"}'),
-         "'taus'", outputs=HEADS),
+    Case("head --detections-per-img 0", head("--detections-per-img", "0"),
+         "--detections-per-img", 2, HEADS),
+    Case("head method with a post-hoc rule", head("--method", '{"posthoc": "tau_norm"}'),
+         "post-hoc", outputs=HEADS),
     Case("COCO weights with a pickle payload",
          import_coco(lambda f: {"w": Payload(f / MARKER)}), "coco.pth"),
-    Case("pretrained weights with a pickle payload",
-         training(SHORT, None, "--arch", '{"name": "r50_fpn"}', "--pretrained", poisoned_weights),
-         "poisoned.pth", outputs=TRAINED),
     Case("COCO annotations without categories",
          import_coco(lambda f: {}, no_categories), "coco.json: no categories"),
     # Counts and groups.
@@ -497,12 +561,13 @@ CASES = [
          "'instance_count'"),
     Case("counts: empty file", counts_file(""), "counts.csv: not a counts CSV"),
     # Evaluation and claims.
-    Case("evaluate --max-dets 0", evaluation(None, None, "--max-dets", "0"), "--max-dets", 2),
+    Case("evaluate --detections-per-img 0", evaluation(None, None, "--detections-per-img", "0"),
+         "--detections-per-img", 2),
     Case("ground truth annotation id twice", evaluation(repeat("annotations")),
          "id 1: used before"),
     Case("ground truth area NaN", evaluation(lambda d: d["annotations"][0].update(area=NAN)),
          "gt.json: annotation 1"),
-    Case("detection score NaN", evaluation(None, [{"image_id": 22, "category_id": 1,
+    Case("detection score NaN", evaluation(None, [{"image_id": VAL_ID, "category_id": 1,
                                                   "bbox": [1, 2, 3, 4], "score": NAN}]),
          "det.json: entry 0"),
     Case("claims: metrics without APr", claims({"AP": 20.0}), "base.json: no value for APr"),
@@ -541,21 +606,23 @@ def assets(tmp_path_factory) -> Assets:
     d = tmp_path_factory.mktemp("assets")
     data = d / "data"
     assert main(["synthesize", "--spec", json.dumps(TINY_SPEC), "--out", str(data)]) == 0
-    counts = d / "counts.csv"
-    assert main(["count", "--annotations", str(data / "train.json"), "--out", str(counts)]) == 0
-    common = ["--annotations", str(data / "train.json"), "--images", str(data / "images")]
-    trained = ["train", *common, "--arch", json.dumps(TINY_ARCH), "--train", json.dumps(SHORT),
-               "--out", str(d / "model.pt"), "--epoch-log", str(d / "log.csv"),
-               "--work-dir", str(d / "work")]  # fmt: skip
-    assert main(trained) == 0
-    cached = ["cache", "--model", str(d / "model.pt"), *common, "--val",
-              str(data / "val.json"), "--out-dir", str(d / "cache")]  # fmt: skip
+    counts = data / "counts.csv"
+    assert main(["count", "--annotations", str(data / "train.json"), "--out", str(counts),
+                 "--on-bad", "stop"]) == 0  # fmt: skip
+    groups = d / "groups.json"
+    assert main(["groups", "--counts-file", str(counts), "--edges", "10", "100", "--beta", "8",
+                 "--out", str(groups)]) == 0  # fmt: skip
+    assert main(train_command(data, d / "model.pt", d / "work", SHORT)) == 0
+    cached = ["cache", "--model-file", str(d / "model.pt"), "--train", str(data / "train.json"),
+              "--images", str(data / "images"), "--val", str(data / "val.json"),
+              "--out-dir", str(d / "cache"), "--batch-size", "4", "--on-bad", "stop",
+              "--image-paths", "file_name", "--threads", "1"]  # fmt: skip
     assert main(cached) == 0
     server = _Server()
     server.files["/data.bin"] = DATA
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield Assets(data, counts, d / "model.pt", d / "cache", server.url("/data.bin"))
+    yield Assets(data, counts, groups, d / "model.pt", d / "cache", server.url("/data.bin"))
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)

@@ -169,12 +169,20 @@ def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT
     )
 
 
+def _check_beta(beta: object) -> float:
+    """BAGS's beta as a number: > 0 and finite, or "all" (infinity)."""
+    if beta == "all":
+        return float("inf")
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < float("inf"):
+        raise ValueError(f"'beta' must be a positive number or 'all', got {beta!r}")
+    return float(beta)
+
+
 def groups_document(
     category_ids: Sequence[int], instance_counts: Sequence[int], edges: Sequence[int], beta
 ) -> str:
     """The groups file: the groups of these categories' counts, with beta and category ids."""
-    if not (beta == "all" or (isinstance(beta, int | float) and beta > 0 and beta < float("inf"))):
-        raise ValueError(f"beta must be a positive number or 'all', got {beta!r}")
+    _check_beta(beta)
     document = json.loads(assign_groups(instance_counts, edges).to_json())
     document["beta"] = beta
     document["category_ids"] = [int(c) for c in category_ids]
@@ -187,8 +195,9 @@ def read_groups_file(text: str, category_ids: Sequence[int]) -> tuple[Groups, fl
     data = json.loads(text)
     if data.get("category_ids") != [int(c) for c in category_ids]:
         raise ValueError("the groups file was made for other categories")
-    beta = data.get("beta", 8)
-    return groups, float("inf") if beta == "all" else float(beta)
+    if "beta" not in data:
+        raise ValueError("the groups file has no 'beta'")
+    return groups, _check_beta(data["beta"])
 
 
 def write_groups(counts_file: Path, edges: Sequence[int], beta, out: Path) -> Groups:

@@ -123,6 +123,8 @@ def head_job(
     save the model, its per-epoch log, its detections on the cached val images and its norms."""
     config = TrainConfig.from_dict(settings)
     spec = MethodSpec.from_dict(method)
+    if spec.posthoc is not None:
+        raise ValueError("a post-hoc method trains nothing: run it with `bags posthoc`")
     model, meta = load_model(baseline, score_thresh, detections_per_img)
     table = read_counts(counts)
     if len(table) != meta["num_classes"]:
