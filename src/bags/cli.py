@@ -278,7 +278,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     counts = read_counts(args.counts)
     instance_counts = dict(zip(counts["category_id"], counts["instance_count"]))
     metrics = evaluate(
-        args.annotations, args.detections, instance_counts, args.edges, args.max_dets
+        args.annotations, args.detections, instance_counts, args.edges, args.max_dets, args.backend
     )
     write_metrics(metrics, args.out)
 
@@ -596,6 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--counts", type=Path, required=True, help="training counts CSV")
     p.add_argument("--edges", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--max-dets", type=int, default=300)
+    p.add_argument(
+        "--backend",
+        choices=["faster", "lvis"],
+        default="faster",
+        help="faster-coco-eval or the LVIS API (the same metrics)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=cmd_evaluate)
 

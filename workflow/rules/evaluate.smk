@@ -48,10 +48,11 @@ rule evaluate:
     params:
         edges=" ".join(str(e) for e in config["groups"]["edges"]),
         max_dets=config["inference"]["max_dets"],
+        backend=config["evaluation"]["backend"],
     shell:
         "python -m bags evaluate --annotations {input.val} --detections {input.detections} "
         "--counts {input.counts} --edges {params.edges} --max-dets {params.max_dets} "
-        "--out {output} 2> {log}"
+        "--backend {params.backend} --out {output} 2> {log}"
 
 
 rule norms:
