@@ -31,7 +31,7 @@ LVIS_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 BACKENDS = ("faster", "lvis")
 # faster-coco-eval keeps about 1.1 kB per image and category (a C++ record per area range, a
 # Python entry per pair), data or not: it is given this many images x categories at a time
-PAIRS_PER_CHUNK = 100_000
+PAIRS_PER_CHUNK = 250_000
 _RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 
 
