@@ -42,7 +42,7 @@ def both_backends(gt_path: Path, dets: list, counts: dict, folder: Path, **optio
 
 
 def labelled(image: dict, present: set[int]) -> list[int]:
-    """The categories whose detections in this image count (and a few that are dropped)."""
+    """The categories the image is labelled for: present, negative and not exhaustive."""
     return sorted(
         present | set(image["neg_category_ids"]) | set(image["not_exhaustive_category_ids"])
     )
