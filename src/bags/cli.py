@@ -174,6 +174,11 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--counts": PATH,
             "--edges": {"type": positive_int, "nargs": "+", "required": True},
             "--detections-per-img": COUNT,
+            "--backend": {
+                "choices": ["faster", "lvis"],
+                "required": True,
+                "help": "faster-coco-eval, or the LVIS API (the reference; the same numbers)",
+            },
             "--out": PATH,
         },
     ),

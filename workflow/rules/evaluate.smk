@@ -48,10 +48,12 @@ rule evaluate:
     params:
         edges=config["groups"]["edges"],
         detections=config["inference"]["detections_per_img"],
+        backend=config["evaluation"]["backend"],
     shell:
         "python -m bags evaluate --annotations {input.val:q} "
         "--detections {input.detections:q} --counts {input.counts:q} --edges {params.edges} "
-        "--detections-per-img {params.detections} --out {output:q} 2> {log:q}"
+        "--detections-per-img {params.detections} --backend {params.backend:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule norms:
