@@ -90,15 +90,18 @@ def _check_gt(gt: Any, path: Path) -> None:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or any(k not in item for k in keys):
                 raise ValueError(f"ground truth {path}: {field}[{i}] lacks one of {keys}")
-            if not isinstance(item["id"], int) or item["id"] in seen:
-                problem = "used before" if isinstance(item["id"], int) else "not an integer"
-                raise ValueError(f"ground truth {path}: {field}[{i}] id {item['id']!r}: {problem}")
+            integer = isinstance(item["id"], int) and not isinstance(item["id"], bool)
+            if not integer or item["id"] in seen:
+                problem = "used before" if integer else "not an integer"
+                raise ValueError(
+                    f"ground truth {path}: {field}[{i}] has id {item['id']!r}: {problem}"
+                )
             seen.add(item["id"])
     if not gt["categories"]:
         raise ValueError(f"ground truth {path}: no categories")
     for i, a in enumerate(gt["annotations"]):
         # both evaluators mark a matched box by its id, and take 0 (or less) for "unmatched"
-        if isinstance(a["id"], bool) or a["id"] < 1:
+        if a["id"] < 1:
             raise ValueError(f"ground truth {path}: annotations[{i}] has id {a['id']!r}, not >= 1")
         if not (_is_box(a["bbox"]) and _is_number(a["area"])):
             raise ValueError(
@@ -227,7 +230,7 @@ def _quiet_lvis() -> Iterator[None]:
 
 
 def _top_per_image(results: list[dict], detections_per_img: int) -> list[dict]:
-    """Each image's ``detections_per_img`` best-scored detections, exactly as the LVIS API keeps them
+    """Each image's ``detections_per_img`` best-scored detections, as the LVIS API keeps them
     (``LVISResults.limit_dets_per_image``): a stable sort by decreasing score, so of tied
     scores the one earlier in the results is kept; grouped by image in order of appearance."""
     per_image = defaultdict(list)
