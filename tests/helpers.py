@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from bags.data.synthetic import SyntheticSpec, generate
 
@@ -14,3 +19,48 @@ TINY_TRAIN = {"epochs": 2, "batch_size": 8, "lr": 0.01, "warmup_iters": 2}
 def make_tiny_dataset(root: Path) -> Path:
     generate(SyntheticSpec(**TINY_SPEC), root)
     return root
+
+
+RUN_BAGS = Path(__file__).with_name("run_bags.py")
+
+
+def probed(
+    bags_args: list[str],
+    record: Path | None = None,
+    watch: Path | None = None,
+    signal_after: int | None = None,
+    signal: str = "TERM",
+) -> list[str]:
+    """Arguments for ``tests/run_bags.py``: ``python -m bags <bags_args>`` that records its
+    optimizer steps and written files into ``record``, and signals itself after a chosen step."""
+    options: list[str] = []
+    if record is not None:
+        options += ["--record", str(record)]
+    if watch is not None:
+        options += ["--watch", str(watch)]
+    if signal_after is not None:
+        options += ["--signal-after", str(signal_after), "--signal", signal]
+    return [str(RUN_BAGS), *options, "--", *bags_args]
+
+
+def read_records(record: Path) -> dict[int, dict]:
+    """What each process of a ``run_bags.py`` run recorded, by rank."""
+    return {
+        int(path.stem.removeprefix("rank")): json.loads(path.read_text())
+        for path in sorted(record.glob("rank*.json"))
+    }
+
+
+@contextmanager
+def counting_steps() -> Iterator[list[int]]:
+    """Count the optimizer steps taken in this process inside the block (``counter[0]``)."""
+    counter = [0]
+
+    def hook(optimizer, args, kwargs) -> None:
+        counter[0] += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield counter
+    finally:
+        handle.remove()
