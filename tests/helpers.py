@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from bags.data.synthetic import SyntheticSpec, generate
@@ -64,3 +70,46 @@ def counting_steps() -> Iterator[list[int]]:
         yield counter
     finally:
         handle.remove()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(workdir, *args, check=True, timeout=300):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_workflow(dest):
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("workflow", "configs", "envs", "profiles"):
+        shutil.copytree(ROOT / name, dest / name)
+    return dest
+
+
+JOB = re.compile(r"^(?:local)?rule (\S+):$")
+WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+
+
+def planned_jobs(dry_run_output: str) -> list[str]:
+    """The jobs a ``snakemake --dry-run`` plans, as ``rule(wildcards)``, sorted."""
+    jobs: list[list[str]] = []
+    for line in dry_run_output.splitlines():
+        if match := JOB.match(line):
+            jobs.append([match.group(1), ""])
+        elif (match := WILDCARDS.match(line)) and jobs:
+            jobs[-1][1] = match.group(1)
+    return sorted(f"{rule}({wildcards})" for rule, wildcards in jobs)
