@@ -79,7 +79,8 @@ def assert_same_as_uninterrupted(uninterrupted, out: Path) -> None:
     resumed = weights(out)
     assert resumed.keys() == expected.keys()
     for key in expected:
-        assert torch.equal(expected[key], resumed[key]), key
+        same = torch.equal(expected[key], resumed[key])
+        assert same, f"{key} differs from the uninterrupted run's"
     assert epoch_log(out.with_suffix(".csv")) == expected_log
 
 
