@@ -57,6 +57,14 @@ def read_records(record: Path) -> dict[int, dict]:
     }
 
 
+RESUMED = re.compile(r"resum\w*\b.*?\bstep (\d+)", re.IGNORECASE)
+
+
+def resumed_from(log: str) -> list[int]:
+    """The steps a training log says it resumed from (none if it started fresh)."""
+    return [int(step) for step in RESUMED.findall(log)]
+
+
 @contextmanager
 def counting_steps() -> Iterator[list[int]]:
     """Count the optimizer steps taken in this process inside the block (``counter[0]``)."""

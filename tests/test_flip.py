@@ -151,37 +151,35 @@ def test_flips_are_the_same_in_another_python_process(root):
     assert json.loads(result.stdout) == expected
 
 
-class Recording(DetectionDataset):
-    """Remembers what every load returned, in order."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.loads = []
-
-    def __getitem__(self, index):
-        pixels, target = super().__getitem__(index)
-        self.loads.append((index, pixels))
-        return pixels, target
-
-
 def test_training_flips_each_epochs_images_by_seed_epoch_and_image(root, tmp_path):
-    """The training loop's loads follow the flips of (its seed, the epoch, the image)."""
+    """The images the training loop feeds the model follow the flips of (its seed, the epoch,
+    the image). They are caught on their way into the model, however they were loaded."""
     config = TrainConfig(epochs=2, batch_size=4, lr=0.001, warmup_iters=1, hflip=True, seed=5)
-    data = Recording(root / "train.json", root / "images", hflip=True)
+    data = dataset(root)
     torch.manual_seed(0)
     arch = {"name": "small", "image_size": 48, "channels": 4, "layers": 2, "representation": 8}
     model = to_softmax(build_detector(arch, data.num_classes))
+    fed = []
+    model.register_forward_pre_hook(lambda module, args: fed.extend(args[0]))
     meta = {"arch": arch, "num_classes": data.num_classes}
     train(model, data, config, meta, tmp_path / "m.pt", tmp_path / "ck", tmp_path / "log.csv")
+
     original = dataset(root, hflip=False)
-    assert len(data.loads) == 2 * IMAGES  # 24 images: whole batches, nothing padded
+    plain = [original[i][0] for i in range(IMAGES)]
+
+    def which(pixels) -> tuple[int, bool]:
+        """The image these pixels are, and whether they are flipped."""
+        for index, image in enumerate(plain):
+            for flipped in (False, True):
+                if torch.equal(pixels, image.flip(-1) if flipped else image):
+                    return index, flipped
+        raise AssertionError("the model was fed an image that is none of the dataset's")
+
+    assert len(fed) == 2 * IMAGES  # 24 images: whole batches, nothing padded
     for epoch in range(2):
         reference = dataset(root)
         reference.set_epoch(5, epoch)
         expected = flips(reference, original, range(IMAGES))
-        loads = data.loads[epoch * IMAGES : (epoch + 1) * IMAGES]
-        assert sorted(index for index, _ in loads) == list(range(IMAGES))
-        for index, pixels in loads:
-            plain, _ = original[index]
-            same = torch.equal(pixels, plain.flip(-1) if expected[index] else plain)
-            assert same, f"image {index}: not flipped as in (seed 5, epoch {epoch})"
+        seen = dict(which(pixels) for pixels in fed[epoch * IMAGES : (epoch + 1) * IMAGES])
+        assert sorted(seen) == list(range(IMAGES))
+        assert seen == expected, f"epoch {epoch}: not flipped as (seed 5, epoch {epoch}) says"

@@ -9,7 +9,6 @@ that the test chooses (``tests/run_bags.py``), never after a delay.
 
 import csv
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -18,11 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import TINY_ARCH, make_tiny_dataset, probed, read_records
+from tests.helpers import TINY_ARCH, make_tiny_dataset, probed, read_records, resumed_from
 
 SETTINGS = {"epochs": 4, "batch_size": 2, "lr": 0.01, "warmup_iters": 2}
 TIMING = ("seconds", "images_per_s")  # the only log columns a resumed run may change
-RESUMED = re.compile(r"resuming from \S+ \(step (\d+) of (\d+)\)")
 
 
 def bags_args(root: Path, out: Path, work: Path, settings=SETTINGS) -> list[str]:
@@ -53,11 +51,6 @@ def steps_of(work: Path) -> list[int]:
 def epoch_log(path: Path) -> list[dict[str, str]]:
     rows = list(csv.DictReader(path.open()))
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
-
-
-def resumed_from(stderr: str) -> list[int]:
-    """The steps a run says it resumed from (none if it started fresh)."""
-    return [int(step) for step, _ in RESUMED.findall(stderr)]
 
 
 @pytest.fixture(scope="module")
