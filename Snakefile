@@ -65,5 +65,6 @@ localrules:
     coco_image_folder,
     import_coco_model,
     count,
+    heldout,
     groups,
     norms,

@@ -20,6 +20,7 @@ from bags.arguments import (
     non_negative_int,
     positive_int,
     probability,
+    share,
 )
 
 log = logging.getLogger("bags")
@@ -88,6 +89,17 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--out": PATH,
         },
     ),
+    "heldout": (
+        "a share of the training images, for choosing post-hoc settings",
+        "bags.data.heldout:heldout_split",
+        {
+            "--annotations": PATH,
+            "--share": {"type": share, "required": True},
+            "--seed": {"type": int, "required": True},
+            "--out": PATH,
+            "--on-bad": DATA["--on-bad"],
+        },
+    ),
     "train": (
         "train one row's detector from where it starts",
         "bags.engine.train:train_job",
@@ -146,7 +158,10 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--counts": PATH,
             "--annotations": PATH,
             "--images": PATH,
+            "--heldout": OPTIONAL_PATH,
+            "--edges": {"type": positive_int, "nargs": "+", "required": True},
             "--out": PATH,
+            "--out-log": PATH,
             **DATA,
         },
     ),
@@ -290,7 +305,7 @@ def run(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(threads)
     data = {k: options.pop(k) for k in DATA_OPTIONS if k in options}
-    if args.command in ("count",):
+    if args.command in ("count", "heldout"):
         options.update(data)
     elif data:
         options["data_options"] = data

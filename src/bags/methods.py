@@ -14,8 +14,10 @@ Adding a method is one function here, registered under a name the config then us
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -85,13 +87,18 @@ EpochImages = Callable[[int, int], list[int]] | None
 
 @dataclass(frozen=True)
 class PosthocData:
-    """What post-hoc rules may read besides the model: the training images (class centres)."""
+    """What post-hoc rules may read besides the model: the training images (class centres), and
+    held-out training images to choose a setting on, with what evaluating them needs."""
 
     train: DetectionDataset | None = None
+    heldout: DetectionDataset | None = None
+    instance_counts: dict[int, int] | None = None
+    edges: list[int] | None = None
 
 
 Classifier = SoftmaxClassifier
-PostHoc = Callable[[FasterRCNN, TrainingStats, dict, PosthocData], None]
+# A post-hoc rule changes the model in place; it may return a log of what it tried.
+PostHoc = Callable[[FasterRCNN, TrainingStats, dict, PosthocData], list[dict] | None]
 LOSSES: dict[str, Callable[[TrainingStats, dict], Classifier]] = {}
 SAMPLERS: dict[str, Callable[[TrainingStats, dict], EpochImages]] = {}
 POSTHOC: dict[str, PostHoc] = {}
@@ -261,12 +268,50 @@ def tail(stats: TrainingStats, options: dict) -> EpochImages:
 
 
 @posthoc("tau_norm")
-def tau_norm(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData) -> None:
-    """Row 12: the class rows of the last layer divided by their norm^``tau``."""
-    _options(options, ["tau"], "tau_norm")
+def tau_norm(
+    model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
+) -> list[dict] | None:
+    """Row 12: the class rows of the last layer divided by their norm^``tau``; given ``taus``
+    instead, the one of them with the best AP on the held-out training images (never val)."""
+    _options(options, ["tau", "taus"], "tau_norm")
+    if "taus" not in options:
+        tau = _number(options, "tau", 1.0, "tau_norm", low_allowed=True)
+        _set_tau(model, classification_layer(model), tau)
+        return None
+    taus = options["taus"]
+    if not isinstance(taus, list) or not taus:
+        raise ValueError(f"tau_norm: 'taus' must be a list of numbers >= 0, got {taus!r}")
+    if data.heldout is None:
+        raise ValueError("tau_norm: choosing among 'taus' needs held-out training images")
+    original, log = classification_layer(model), []
+    for tau in taus:
+        tau = _number({"tau": tau}, "tau", 0, "tau_norm: 'taus'", low_allowed=True)
+        _set_tau(model, original, tau)
+        log.append({"tau": tau, "heldout_AP": _heldout_ap(model, data)})
+    best = max(
+        log, key=lambda row: -math.inf if math.isnan(row["heldout_AP"]) else row["heldout_AP"]
+    )
+    _set_tau(model, original, best["tau"])
+    return [{**row, "chosen": row is best} for row in log]
+
+
+def _set_tau(model: FasterRCNN, layer: torch.nn.Linear, tau: float) -> None:
     rows = model.roi_heads.classifier.class_rows
-    layer = tau_normalize(classification_layer(model), float(options.get("tau", 1.0)), rows)
-    model.roi_heads.box_predictor.cls_score = layer
+    model.roi_heads.box_predictor.cls_score = tau_normalize(layer, tau, rows)
+
+
+def _heldout_ap(model: FasterRCNN, data: PosthocData) -> float:
+    """The model's AP on the held-out images (NaN where nothing can be scored)."""
+    from bags.engine.infer import predict_to_file
+    from bags.evaluation import evaluate
+
+    with tempfile.TemporaryDirectory() as scratch:
+        detections = Path(scratch) / "heldout_detections.json"
+        predict_to_file(model, data.heldout, detections)
+        metrics = evaluate(
+            data.heldout.annotation_file, detections, data.instance_counts, data.edges
+        )
+    return math.nan if metrics["AP"] is None else metrics["AP"]
 
 
 @posthoc("tau_norm_select")
@@ -346,7 +391,10 @@ class MethodSpec:
     def epoch_images(self, stats: TrainingStats) -> EpochImages:
         return SAMPLERS[self.sampler](stats, dict(self.sampler_options or {}))
 
-    def apply_posthoc(self, model: FasterRCNN, stats: TrainingStats, data: PosthocData) -> None:
+    def apply_posthoc(
+        self, model: FasterRCNN, stats: TrainingStats, data: PosthocData
+    ) -> list[dict]:
+        """Apply the post-hoc rule to ``model``; what it tried, if it chose among settings."""
         if self.posthoc is None:
             raise ValueError("this method has no post-hoc rule")
-        POSTHOC[self.posthoc](model, stats, dict(self.posthoc_options or {}), data)
+        return POSTHOC[self.posthoc](model, stats, dict(self.posthoc_options or {}), data) or []

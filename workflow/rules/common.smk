@@ -258,6 +258,13 @@ def groups_file(wildcards):
     return []
 
 
+def heldout_input(wildcards):
+    """A post-hoc row that chooses a setting chooses it on held-out training images."""
+    if "taus" in METHODS[wildcards.method].get("posthoc_options", {}):
+        return f"{EXP}/data/longtail/heldout.json"
+    return []
+
+
 def method_spec(entry):
     """What `bags train`, `head` and `posthoc` take as --method."""
     keys = ["loss", "loss_options", "sampler", "sampler_options", "last_layer"]

@@ -34,6 +34,23 @@ rule synthesize:
         "python -m bags synthesize --spec {params.spec:q} --out {params.root:q} {params.classes:q} 2> {log:q}"
 
 
+rule heldout:
+    input:
+        f"{EXP}/data/longtail/train.json",
+    output:
+        f"{EXP}/data/longtail/heldout.json",
+    log:
+        f"{EXP}/logs/data/longtail_heldout.log",
+    conda:
+        ENV
+    params:
+        share=config["heldout"],
+        on_bad=on_bad("longtail"),
+    shell:
+        "python -m bags heldout --annotations {input:q} --share {params.share} --seed 0 "
+        "--on-bad {params.on_bad:q} --out {output:q} 2> {log:q}"
+
+
 rule download:
     output:
         "resources/downloads/{name}/{file}",

@@ -79,8 +79,10 @@ rule posthoc:
         counts=f"{EXP}/counts/longtail.csv",
         train=f"{EXP}/data/longtail/train.json",
         images=f"{EXP}/data/longtail/images",
+        heldout=heldout_input,
     output:
         model=run_file("{dataset}", "{method}", "{seed}", "model.pt"),
+        log=run_file("{dataset}", "{method}", "{seed}", "train_log.csv"),
     log:
         f"{EXP}/logs/posthoc/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
@@ -95,8 +97,11 @@ rule posthoc:
         **job_resources("infer", min(RES["gpu"], 1)),
     params:
         method=lambda wc: as_json(method_spec(METHODS[wc.method])),
+        heldout=lambda wc, input: ["--heldout", input.heldout] if input.heldout else [],
+        edges=config["groups"]["edges"],
         data=data_options,
     shell:
         "python -m bags posthoc --baseline {input.baseline:q} --method {params.method:q} "
         "--counts {input.counts:q} --annotations {input.train:q} --images {input.images:q} "
-        "{params.data:q} --out {output.model:q} --threads {threads} 2> {log:q}"
+        "{params.heldout:q} --edges {params.edges} {params.data:q} --out {output.model:q} "
+        "--out-log {output.log:q} --threads {threads} 2> {log:q}"
