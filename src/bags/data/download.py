@@ -344,7 +344,7 @@ def place(member: str, out: Path, archive: Path | None, existing_folder: Path | 
         link_existing(Path(existing_folder) / member, out)
         return
     if archive is None:
-        raise ValueError(f"{out}: give a zip (--archive) or a folder (--existing-folder)")
+        raise ValueError("give --archive or --existing-folder: where the file comes from")
     try:
         with (
             zipfile.ZipFile(archive) as zipped,

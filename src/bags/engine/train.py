@@ -478,16 +478,15 @@ def method_classifier(spec: MethodSpec, stats: TrainingStats, groups_file: Path 
     """The method's classification rule; BAGS takes its groups and beta from the groups file."""
     if spec.loss != "bags":
         return spec.classifier(stats)
+    if spec.loss_options:
+        raise ValueError("BAGS takes its groups and beta from its groups file: no 'loss_options'")
     if groups_file is None:
-        raise ValueError("a BAGS method needs its groups file (--groups)")
-    categories = (
-        range(1, stats.num_classes + 1) if stats.category_ids is None else stats.category_ids
-    )
-    groups, beta = read_groups_file(Path(groups_file).read_text(), categories)
-    if groups.num_classes != stats.num_classes:
-        raise ValueError(
-            f"{groups_file}: groups of {groups.num_classes} classes, not {stats.num_classes}"
-        )
+        raise ValueError("a BAGS method needs its groups file (--groups-file)")
+    ids = stats.category_ids or list(range(1, stats.num_classes + 1))
+    try:
+        groups, beta = read_groups_file(Path(groups_file).read_text(), ids)
+    except ValueError as error:
+        raise ValueError(f"{groups_file}: {error}") from error
     return GroupSoftmaxClassifier(groups, beta)
 
 
