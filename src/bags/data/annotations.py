@@ -49,28 +49,8 @@ def load_annotations(
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise _fail(path, f"missing or non-list field {key!r}")
-    if not data["categories"]:
-        raise _fail(path, "no categories: 'categories' is an empty list")
-    category_ids = set()
-    for category in data["categories"]:
-        if not isinstance(category, dict) or not isinstance(category.get("id"), int):
-            raise _fail(path, f"category {category!r}: expected an integer 'id'")
-        if category["id"] in category_ids:
-            raise _fail(path, f"category {category['id']}: id used by an earlier category")
-        category_ids.add(category["id"])
-    sizes = {}
-    for image in data["images"]:
-        if not isinstance(image, dict) or not isinstance(image.get("id"), int):
-            raise _fail(path, f"image {image!r}: expected an integer 'id'")
-        if image["id"] in sizes:
-            # Never skipped: which image its annotations belong to is unknown.
-            raise _fail(path, f"image {image['id']}: id used by an earlier image")
-        for field in ("width", "height"):
-            if not isinstance(image.get(field), int) or image[field] <= 0:
-                raise _fail(path, f"image {image['id']}: {field!r} must be a positive integer")
-        if "file_name" not in image and "coco_url" not in image:
-            raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
-        sizes[image["id"]] = (image["width"], image["height"])
+    category_ids = _category_ids(data["categories"], path)
+    sizes = _image_sizes(data["images"], path)
     kept, skipped, crowds, seen = [], Counter(), 0, set()
     for annotation in data["annotations"]:
         problem = _problem(annotation, sizes, category_ids, seen)
@@ -96,6 +76,38 @@ def load_annotations(
             ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()),
         )
     return data
+
+
+def _category_ids(categories: list, path: Path) -> set[int]:
+    """The category ids; no categories, or an id used twice, is an error."""
+    if not categories:
+        raise _fail(path, "no categories: 'categories' is an empty list")
+    ids: set[int] = set()
+    for category in categories:
+        if not isinstance(category, dict) or not isinstance(category.get("id"), int):
+            raise _fail(path, f"category {category!r}: expected an integer 'id'")
+        if category["id"] in ids:
+            raise _fail(path, f"category {category['id']}: id used by an earlier category")
+        ids.add(category["id"])
+    return ids
+
+
+def _image_sizes(images: list, path: Path) -> dict[int, tuple[int, int]]:
+    """(width, height) by image id; an id used twice, or a bad size or path, is an error."""
+    sizes: dict[int, tuple[int, int]] = {}
+    for image in images:
+        if not isinstance(image, dict) or not isinstance(image.get("id"), int):
+            raise _fail(path, f"image {image!r}: expected an integer 'id'")
+        if image["id"] in sizes:
+            # Never skipped: which image its annotations belong to is unknown.
+            raise _fail(path, f"image {image['id']}: id used by an earlier image")
+        for field in ("width", "height"):
+            if not isinstance(image.get(field), int) or image[field] <= 0:
+                raise _fail(path, f"image {image['id']}: {field!r} must be a positive integer")
+        if "file_name" not in image and "coco_url" not in image:
+            raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
+        sizes[image["id"]] = (image["width"], image["height"])
+    return sizes
 
 
 def _read_json(path: Path, keep_segmentation: bool) -> Any:

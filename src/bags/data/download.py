@@ -149,24 +149,12 @@ def _attempt(
     except urllib.error.HTTPError as error:
         error.close()
         if error.code == 416 and offset:
-            # Nothing left past `offset`: the part is complete, or it is not this file.
-            expected = (
-                size if size is not None else _content_range(error.headers["Content-Range"])[1]
-            )
-            digest = sha256_file(part) if sha256 else None
-            known = expected is not None or sha256 is not None
-            if known and _mismatch(part, expected, sha256, digest) is None:
-                return digest
-            _discard(part)
-            raise _Retry(
-                f"HTTP 416 for a {offset}-byte part file that fails the check; restarting"
-            ) from error
+            return _complete_part(part, offset, size, sha256, error)
         if error.code >= 500:
             raise _Retry(f"HTTP {error.code} {error.reason}") from error
         raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
     except _TRANSIENT as error:
         raise _Retry(f"connection error: {error!r}") from error
-
     with response:
         if response.status == 206:
             start, _ = _content_range(response.headers["Content-Range"])
@@ -184,34 +172,53 @@ def _attempt(
         if not offset:
             _keep_source(url, part, response.headers)
         digest = _hasher(part) if sha256 and offset else hashlib.sha256()
-        received = 0
-        bar = tqdm(
-            total=size or total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=part.name.removesuffix(".part"),
-            disable=not progress,
-        )
-        with bar, open(part, "ab" if offset else "wb") as f:
-            while True:
-                try:
-                    data = response.read(chunk)
-                except _TRANSIENT as error:
-                    raise _Retry(
-                        f"read failed after {offset + received} bytes: {error!r}"
-                    ) from error
-                if not data:
-                    break
-                f.write(data)
-                if sha256:
-                    digest.update(data)
-                received += len(data)
-                bar.update(len(data))
+        received = _receive(response, part, offset, size or total, digest if sha256 else None,
+                            chunk, progress)  # fmt: skip
         if length is not None and received < length:
             raise _Retry(f"connection closed after {offset + received} of {total} bytes")
     return digest.hexdigest() if sha256 else None
+
+
+def _complete_part(part: Path, offset: int, size, sha256, error) -> str | None:
+    """HTTP 416: nothing left past ``offset``. The part is complete if it passes the check
+    (its sha256 returned); else it is not this file, and it is discarded."""
+    expected = size if size is not None else _content_range(error.headers["Content-Range"])[1]
+    digest = sha256_file(part) if sha256 else None
+    known = expected is not None or sha256 is not None
+    if known and _mismatch(part, expected, sha256, digest) is None:
+        return digest
+    _discard(part)
+    raise _Retry(
+        f"HTTP 416 for a {offset}-byte part file that fails the check; restarting"
+    ) from error
+
+
+def _receive(response, part: Path, offset: int, total, digest, chunk: int, progress: bool) -> int:
+    """Append the response's body to ``part`` (from ``offset``), feeding ``digest``; returns
+    the bytes received."""
+    received = 0
+    bar = tqdm(
+        total=total,
+        initial=offset,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=part.name.removesuffix(".part"),
+        disable=not progress,
+    )
+    with bar, open(part, "ab" if offset else "wb") as f:
+        while True:
+            try:
+                data = response.read(chunk)
+            except _TRANSIENT as error:
+                raise _Retry(f"read failed after {offset + received} bytes: {error!r}") from error
+            if not data:
+                return received
+            f.write(data)
+            if digest is not None:
+                digest.update(data)
+            received += len(data)
+            bar.update(len(data))
 
 
 def download(

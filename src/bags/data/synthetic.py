@@ -242,39 +242,53 @@ def generate(spec: SyntheticSpec, root: Path, classes: Sequence[str] | None = No
         "train": _split(rng, class_counts, spec.max_objects),
         "val": _split(rng, [spec.val_per_class] * len(counts), spec.max_objects),
     }
-    documents = {}
-    next_image_id = 1
+    documents, first_id = {}, 1
     for split, image_labels in splits.items():
-        folder = root / "images" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
-        for labels in image_labels:
-            pixels, boxes = _render(rng, labels, names, spec)
-            file_name = f"{split}/{next_image_id:06d}.png"
-            Image.fromarray(pixels).save(root / "images" / file_name)
-            record = {
-                "id": next_image_id,
+        documents[split] = _draw_split(rng, split, image_labels, names, spec, root, first_id)
+        first_id += len(image_labels)
+    categories = _categories(names, documents["train"]["annotations"])
+    for split, document in documents.items():
+        document["categories"] = categories
+        document["info"] = {"description": f"synthetic long-tailed detection, {split}"}
+        document["licenses"] = []
+        with atomic_path(root / f"{split}.json") as tmp:
+            tmp.write_text(json.dumps(document))
+
+
+def _draw_split(rng, split, image_labels, names, spec, root: Path, first_id: int) -> dict:
+    """One split's images (drawn and saved) and annotation records, ids from ``first_id``."""
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for image_id, labels in enumerate(image_labels, start=first_id):
+        pixels, boxes = _render(rng, labels, names, spec)
+        file_name = f"{split}/{image_id:06d}.png"
+        Image.fromarray(pixels).save(root / "images" / file_name)
+        images.append(
+            {
+                "id": image_id,
                 "file_name": file_name,
                 "width": spec.image_size,
                 "height": spec.image_size,
                 "neg_category_ids": sorted(set(range(1, len(names) + 1)) - set(labels)),
                 "not_exhaustive_category_ids": [],
             }
-            images.append(record)
-            for label, (x, y, w, h) in zip(labels, boxes):
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": next_image_id,
-                        "category_id": label,
-                        "bbox": [x, y, w, h],
-                        "area": w * h,
-                        "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
-                    }
-                )
-            next_image_id += 1
-        documents[split] = {"images": images, "annotations": annotations}
-    train = documents["train"]["annotations"]
+        )
+        for label, (x, y, w, h) in zip(labels, boxes):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": label,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+                }
+            )
+    return {"images": images, "annotations": annotations}
+
+
+def _categories(names: Sequence[str], train: list[dict]) -> list[dict]:
+    """LVIS category records, with counts and frequency from the training annotations."""
     categories = []
     for c, name in enumerate(names, start=1):
         instance_count = sum(1 for a in train if a["category_id"] == c)
@@ -289,12 +303,7 @@ def generate(spec: SyntheticSpec, root: Path, classes: Sequence[str] | None = No
                 "instance_count": instance_count,
             }
         )
-    for split, document in documents.items():
-        document["categories"] = categories
-        document["info"] = {"description": f"synthetic long-tailed detection, {split}"}
-        document["licenses"] = []
-        with atomic_path(root / f"{split}.json") as tmp:
-            tmp.write_text(json.dumps(document))
+    return categories
 
 
 def pretraining_classes(categories: Sequence[dict], min_instances: int = RARE_BELOW) -> list[str]:
