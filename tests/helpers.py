@@ -116,8 +116,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir, *args, check=True, timeout=300):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def snakemake(workdir, *args, check=True, timeout=300, env=None):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     result = subprocess.run(
         [str(BIN / "snakemake"), "--cores", "2", *args],
         cwd=workdir,
