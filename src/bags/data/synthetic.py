@@ -69,9 +69,11 @@ class SyntheticSpec:
         def whole(value: object) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
 
-        for key in ("val_per_class", "image_size", "min_size", "max_size", "max_objects"):
+        for key in ("image_size", "min_size", "max_size", "max_objects", "rare_below"):
             if not whole(getattr(self, key)) or getattr(self, key) < 1:
                 raise ValueError(f"synthetic spec: {key!r} must be an integer >= 1")
+        if not whole(self.val_per_class) or self.val_per_class < 0:
+            raise ValueError("synthetic spec: 'val_per_class' must be an integer >= 0")
         if not whole(self.seed) or self.seed < 0:
             raise ValueError("synthetic spec: 'seed' must be an integer >= 0")
         if not self.min_size <= self.max_size <= self.image_size:
