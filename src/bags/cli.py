@@ -159,7 +159,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--annotations": PATH,
             "--images": PATH,
             "--heldout": OPTIONAL_PATH,
-            "--edges": {"type": positive_int, "nargs": "+", "required": True},
+            "--edges": {"type": positive_int, "nargs": "+", "default": None},
             "--out": PATH,
             "--out-log": PATH,
             **DATA,

@@ -97,11 +97,14 @@ rule posthoc:
         **job_resources("infer", min(RES["gpu"], 1)),
     params:
         method=lambda wc: as_json(method_spec(METHODS[wc.method])),
-        heldout=lambda wc, input: ["--heldout", input.heldout] if input.heldout else [],
-        edges=config["groups"]["edges"],
+        choice=lambda wc, input: (
+            ["--heldout", input.heldout, "--edges", *config["groups"]["edges"]]
+            if input.heldout
+            else []
+        ),
         data=data_options,
     shell:
         "python -m bags posthoc --baseline {input.baseline:q} --method {params.method:q} "
         "--counts {input.counts:q} --annotations {input.train:q} --images {input.images:q} "
-        "{params.heldout:q} --edges {params.edges} {params.data:q} --out {output.model:q} "
+        "{params.choice:q} {params.data:q} --out {output.model:q} "
         "--out-log {output.log:q} --threads {threads} 2> {log:q}"

@@ -21,15 +21,18 @@ def posthoc_job(
     counts: Path,
     annotations: Path,
     images: Path,
-    edges: Sequence[int],
     out: Path,
     out_log: Path,
     heldout: Path | None = None,
+    edges: Sequence[int] | None = None,
     data_options: dict | None = None,
 ) -> None:
     """Apply the method's post-hoc rule to ``baseline`` (trained on ``annotations``, whose
-    images the rule may read; ``heldout``, a share of them, to choose a setting on) and save
-    the result as a model file, and what the rule tried as a log."""
+    images the rule may read; ``heldout``, a share of them, to choose a setting on, scored with
+    AP1..APk by the count ``edges``) and save the result as a model file, and what the rule
+    tried as a log."""
+    if heldout is not None and not edges:
+        raise ValueError("choosing on held-out images needs the count bins' --edges")
     spec = MethodSpec.from_dict(method)
     if spec.posthoc is None:
         raise ValueError("the method names no post-hoc rule")
@@ -42,7 +45,7 @@ def posthoc_job(
         train=train,
         heldout=None if heldout is None else DetectionDataset(heldout, images, **options),
         instance_counts=dict(zip(table["category_id"], table["instance_count"])),
-        edges=list(edges),
+        edges=list(edges or []),
     )
     with torch.no_grad():
         rows = spec.apply_posthoc(model, stats, data)
