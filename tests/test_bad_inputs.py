@@ -302,8 +302,8 @@ def evaluation(gt_change=None, detections=None, *options: str):
                                 "score": 0.5}]  # fmt: skip
         (folder / "det.json").write_text(json.dumps(found))
         return ["evaluate", "--annotations", gt, "--detections", folder / "det.json",
-                "--counts", a.counts, "--edges", "10", "100", "--out", folder / "out",
-                *(options or ("--detections-per-img", "300"))]  # fmt: skip
+                "--counts", a.counts, "--edges", "10", "100", "--backend", "faster",
+                "--out", folder / "out", *(options or ("--detections-per-img", "300"))]  # fmt: skip
 
     return build
 

@@ -48,9 +48,9 @@ def test_whole_dag_makes_every_table_figure_and_claim(finished):
     exp = finished / "results" / "test"
     table = assert_cells_are_the_runs_metrics(finished, "comparison")
     rows = ["baseline", "re-weight", "focal loss-cls", "NCM-fc", "NCM-conv", "tau-norm"]
-    rows += ["tau-norm-select", "BAGS", "EQL"]
+    rows += ["tau-norm-select", "tau-norm, tau on held-out", "BAGS", "EQL"]
     assert table["method"].tolist() == rows
-    assert table["#"].tolist() == list(range(1, 10))
+    assert table["#"].tolist() == list(range(1, 11))
     assert list(table.columns) == ["#", "method", *METRICS, "seeds"]
     ablations = {
         "ablation_groups": ("groups", ["BAGS, 2 groups", "BAGS"]),
@@ -112,7 +112,9 @@ def test_several_seeds_plan_one_run_per_seed(tmp_path):
     for seed in (0, 1):
         assert f"runs/longtail/bags/seed{seed}/metrics.json" in result.stdout
         assert f"cache/seed{seed}/train.pt" in result.stdout
-    assert "runs/balanced/baseline/seed1" not in result.stdout  # Figure 1 shows the first seed
+    # Every seed starts from its own balanced model; Figure 1 shows the first seed's.
+    assert "runs/balanced/baseline/seed1/model.pt" in result.stdout
+    assert "runs/balanced/baseline/seed1/weight_norms.csv" not in result.stdout
 
 
 def test_rerun_has_nothing_to_do(finished):
