@@ -255,7 +255,7 @@ def posthoc(method: dict, baseline=None):
                 "--method", json.dumps(method), "--counts", a.counts, "--annotations",
                 a.data / "train.json", "--images", a.data / "images", "--on-bad", "stop",
                 "--image-paths", "file_name", "--threads", "1",
-                "--out", folder / "out"]  # fmt: skip
+                "--out", folder / "out", "--out-log", folder / "log.csv"]  # fmt: skip
 
     return build
 
