@@ -23,11 +23,16 @@ shell.prefix(
     + f"export PYTHONPATH={QUOTED_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
-# The default experiment, unless --configfile names another (configs are not merged).
+# The default experiment, unless --configfile names others (merged in order, the default left
+# out: configs/lvis_smoke.yaml is layered over a real-LVIS config).
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 
+
+# A method set to null by a later config file is dropped from the table.
+if isinstance(config.get("methods"), dict):
+    config["methods"] = {n: m for n, m in config["methods"].items() if m is not None}
 
 # `--config seeds=[0,1]` passes the numbers as text.
 if isinstance(config.get("seeds"), list):
