@@ -213,9 +213,11 @@ def _coco_instances(entries: list[tuple[dict, list]], categories: list[dict]) ->
 
 
 def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+    """A zip with fixed member dates: the same members give the same bytes."""
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
-            archive.writestr(name, data)
+            member = zipfile.ZipInfo(name, date_time=(2017, 9, 1, 0, 0, 0))
+            archive.writestr(member, data, compress_type=zipfile.ZIP_DEFLATED)
 
 
 def _write_weights(path: Path, seed: int) -> None:
