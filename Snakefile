@@ -1,3 +1,5 @@
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -6,14 +8,31 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 # The figure table is read from the package's source, which needs nothing beyond Python.
-sys.path.insert(0, str(Path(workflow.basedir, "src")))
+SRC = str(Path(workflow.basedir, "src"))
+sys.path.insert(0, SRC)
 from bags.analysis.figure_table import FIGURES as FIGURE_TABLE
 
-# The default experiment, unless --configfile names another (configs are not merged).
+# Every job imports the package from this source folder, also in a conda environment, which
+# holds only the dependencies (envs/bags.yaml is copied to .snakemake/conda/ before it is
+# built, so no path in it can point here). The prefix is formatted: braces are doubled. With
+# bash it keeps Snakemake's own default prefix, `set -euo pipefail; `.
+STRICT = os.path.basename(shell.get_executable() or "") == "bash"
+QUOTED_SRC = shlex.quote(SRC).replace("{", "{{").replace("}", "}}")
+shell.prefix(
+    ("set -euo pipefail; " if STRICT else "")
+    + f"export PYTHONPATH={QUOTED_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+
+# The default experiment, unless --configfile names others (merged in order, the default left
+# out: configs/lvis_smoke.yaml is layered over a real-LVIS config).
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 
+
+# A method set to null by a later config file is dropped from the table.
+if isinstance(config.get("methods"), dict):
+    config["methods"] = {n: m for n, m in config["methods"].items() if m is not None}
 
 # `--config seeds=[0,1]` passes the numbers as text.
 if isinstance(config.get("seeds"), list):
