@@ -162,6 +162,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--edges": {"type": positive_int, "nargs": "+", "default": None},
             "--out": PATH,
             "--out-log": PATH,
+            "--device": {"default": "auto", "help": "auto (GPU if there is one), cpu, cuda"},
             **DATA,
         },
     ),

@@ -94,6 +94,7 @@ class PosthocData:
     heldout: DetectionDataset | None = None
     instance_counts: dict[int, int] | None = None
     edges: list[int] | None = None
+    device: torch.device | None = None
 
 
 Classifier = SoftmaxClassifier
@@ -307,7 +308,7 @@ def _heldout_ap(model: FasterRCNN, data: PosthocData) -> float:
 
     with tempfile.TemporaryDirectory() as scratch:
         detections = Path(scratch) / "heldout_detections.json"
-        predict_to_file(model, data.heldout, detections)
+        predict_to_file(model, data.heldout, detections, device=data.device)
         metrics = evaluate(
             data.heldout.annotation_file, detections, data.instance_counts, data.edges
         )
@@ -331,7 +332,9 @@ def _nearest_class_mean(source: str):
         _options(options, [], f"ncm_{source}")
         if data.train is None:
             raise ValueError("nearest class mean needs the training images")
-        centres = class_centres(model, data.train, source)
+        centres = class_centres(model, data.train, source, device=data.device).to(
+            classification_layer(model).weight.device
+        )
         set_classifier(model, NearestClassMean(centres, source), **_scoring(model))
 
     rule.__doc__ = f"NCM on the {source} features of the training boxes (rows 10 and 11)."

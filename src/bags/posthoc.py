@@ -27,25 +27,32 @@ def tau_normalize(layer: nn.Linear, tau: float, rows: torch.Tensor) -> nn.Linear
 
 @torch.no_grad()
 def class_centres(
-    model: FasterRCNN, dataset: DetectionDataset, source: str, batch_size: int = 16
+    model: FasterRCNN,
+    dataset: DetectionDataset,
+    source: str,
+    batch_size: int = 16,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """(C, D) mean feature of each class's ground-truth boxes in ``dataset``, as the frozen
     ``model`` sees them: ``fc``, the last fc layer before its ReLU; ``pooled``, the RoIAlign
     features flattened. A class without boxes gets a zero centre."""
-    model.eval()
+    device = device or torch.device("cpu")
+    model.to(device).eval()
     sums, counts = None, torch.zeros(dataset.num_classes)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     for images, targets in tqdm(loader, desc="class centres", leave=False, mininterval=2):
-        images, targets = model.transform(list(images), [dict(t) for t in targets])
+        images = [image.to(device) for image in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        images, targets = model.transform(images, targets)
         features = backbone_features(model, images)
         boxes = [t["boxes"] for t in targets]
         pooled = model.roi_heads.box_roi_pool(features, boxes, images.image_sizes)
         feature = pooled.flatten(1) if source == "pooled" else box_head_features(model, pooled)[0]
-        labels = torch.cat([t["labels"] for t in targets]) - 1
+        labels = torch.cat([t["labels"] for t in targets]).cpu() - 1
         if sums is None:
-            sums = feature.new_zeros(dataset.num_classes, feature.shape[1])
-        sums.index_add_(0, labels, feature)
+            sums = torch.zeros(dataset.num_classes, feature.shape[1], dtype=torch.float64)
+        sums.index_add_(0, labels, feature.double().cpu())
         counts += torch.bincount(labels, minlength=dataset.num_classes)
     if sums is None:
         raise ValueError(f"{dataset.annotation_file}: no images to compute class centres on")
-    return sums / counts.clamp(min=1)[:, None]
+    return (sums / counts.clamp(min=1)[:, None]).float()

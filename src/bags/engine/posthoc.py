@@ -11,6 +11,7 @@ import torch
 from bags.data.counts import read_counts
 from bags.data.dataset import DetectionDataset
 from bags.engine.model_files import load_model, make_detector, save_model
+from bags.engine.train import pick_device
 from bags.io import atomic_path
 from bags.methods import MethodSpec, PosthocData, TrainingStats
 
@@ -26,6 +27,7 @@ def posthoc_job(
     heldout: Path | None = None,
     edges: Sequence[int] | None = None,
     data_options: dict | None = None,
+    device: str = "auto",
 ) -> None:
     """Apply the method's post-hoc rule to ``baseline`` (trained on ``annotations``, whose
     images the rule may read; ``heldout``, a share of them, to choose a setting on, scored with
@@ -38,6 +40,8 @@ def posthoc_job(
         raise ValueError("the method names no post-hoc rule")
     options = data_options or {}
     model, meta = load_model(baseline)
+    target = pick_device(device)
+    model.to(target)
     table = read_counts(counts)
     train = DetectionDataset(annotations, images, **options)
     stats = TrainingStats.from_dataset(train, table)
@@ -46,6 +50,7 @@ def posthoc_job(
         heldout=None if heldout is None else DetectionDataset(heldout, images, **options),
         instance_counts=dict(zip(table["category_id"], table["instance_count"])),
         edges=list(edges or []),
+        device=target,
     )
     with torch.no_grad():
         rows = spec.apply_posthoc(model, stats, data)
@@ -54,6 +59,6 @@ def posthoc_job(
     if chosen:
         meta["posthoc_choice"] = {k: v for k, v in chosen[0].items() if k != "chosen"}
     make_detector(meta)
-    save_model(out, model, meta)
+    save_model(out, model.cpu(), meta)
     with atomic_path(out_log) as tmp:
         pd.DataFrame(rows, columns=list(rows[0]) if rows else ["chosen"]).to_csv(tmp, index=False)
