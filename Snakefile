@@ -1,13 +1,38 @@
+import os
+import shlex
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+# The figure table is read from the package's source, which needs nothing beyond Python.
+SRC = str(Path(workflow.basedir, "src"))
+sys.path.insert(0, SRC)
+from bags.analysis.figure_table import FIGURES as FIGURE_TABLE
 
-# The default experiment, unless --configfile names another (configs are not merged).
+# Every job imports the package from this source folder, also in a conda environment, which
+# holds only the dependencies (envs/bags.yaml is copied to .snakemake/conda/ before it is
+# built, so no path in it can point here). The prefix is formatted: braces are doubled. With
+# bash it keeps Snakemake's own default prefix, `set -euo pipefail; `.
+STRICT = os.path.basename(shell.get_executable() or "") == "bash"
+QUOTED_SRC = shlex.quote(SRC).replace("{", "{{").replace("}", "}}")
+shell.prefix(
+    ("set -euo pipefail; " if STRICT else "")
+    + f"export PYTHONPATH={QUOTED_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+
+# The default experiment, unless --configfile names others (merged in order, the default left
+# out: configs/lvis_smoke.yaml is layered over a real-LVIS config).
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 
+
+# A method set to null by a later config file is dropped from the table.
+if isinstance(config.get("methods"), dict):
+    config["methods"] = {n: m for n, m in config["methods"].items() if m is not None}
 
 # `--config seeds=[0,1]` passes the numbers as text.
 if isinstance(config.get("seeds"), list):
@@ -33,10 +58,9 @@ rule all:
     default_target: True
     input:
         [path for paths in TARGETS.values() for path in paths],
-        f"{EXP}/groups.json",
 
 
-# One target per table and figure: `snakemake --cores all <name>` makes just that.
+# One target per table, figure and the claims: `snakemake --cores all <name>` makes just that.
 for _target, _paths in TARGETS.items():
 
     rule:
@@ -47,7 +71,8 @@ for _target, _paths in TARGETS.items():
         localrule: True
 
 
-# Light or network-bound steps stay on the submitting machine under a cluster executor.
+# Light or network-bound steps stay on the submitting machine under a cluster executor
+# (figures, tables and claims are local rules where they are defined).
 localrules:
     all,
     download,
@@ -59,11 +84,6 @@ localrules:
     coco_image_folder,
     import_coco_model,
     count,
+    heldout,
     groups,
     norms,
-    table,
-    plot_weight_norms,
-    plot_weight_norms_bags,
-    plot_weight_norms_methods,
-    plot_per_bin_ap,
-    check_claims,

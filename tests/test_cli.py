@@ -15,97 +15,48 @@ def run(*args):
     return main([str(a) for a in args])
 
 
+DATA = ["--on-bad", "stop", "--image-paths", "file_name"]
+SCORING = ["--score-thresh", "0", "--detections-per-img", "300"]
+BAGS = {"loss": "bags", "last_layer": "fresh"}
+
+
+def train_args(d, data, name, settings, method=None, start=None, groups=None):
+    return [
+        "train", "--annotations", data / "train.json", "--images", data / "images",
+        "--counts", d / "counts.csv", *DATA, "--arch", json.dumps(TINY_ARCH),
+        "--settings", json.dumps(settings), "--method", json.dumps(method or {}),
+        *(["--start", start] if start else []), *(["--groups-file", groups] if groups else []),
+        "--out", d / f"{name}.pt", "--epoch-log", d / f"{name}.csv",
+        "--work-dir", d / f"ck_{name}", "--threads", 1,
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """synthesize -> count -> groups -> train baseline -> train BAGS -> infer -> evaluate."""
     d = tmp_path_factory.mktemp("cli")
     data = d / "data"
     assert run("synthesize", "--spec", json.dumps(TINY_SPEC), "--out", data) == 0
-    assert run("count", "--annotations", data / "train.json", "--out", d / "counts.csv") == 0
-    assert (
-        run("groups", "--counts", d / "counts.csv", "--beta", "4", "--out", d / "groups.json") == 0
-    )
-    common = ["--annotations", data / "train.json", "--images", data / "images"]
-    assert (
-        run(
-            "train",
-            *common,
-            "--arch",
-            json.dumps(TINY_ARCH),
-            "--train",
-            json.dumps(TINY_TRAIN),
-            "--out",
-            d / "baseline.pt",
-            "--epoch-log",
-            d / "baseline.csv",
-            "--work-dir",
-            d / "ck_baseline",
-        )
-        == 0
-    )
+    counts = ["--annotations", data / "train.json", "--out", d / "counts.csv"]
+    assert run("count", *counts, "--on-bad", "stop") == 0
+    groups = ["--counts-file", d / "counts.csv", "--edges", 10, 100, 1000, "--beta", "4"]
+    assert run("groups", *groups, "--out", d / "groups.json") == 0
+    assert run(*train_args(d, data, "baseline", TINY_TRAIN)) == 0
     bags_train = {**TINY_TRAIN, "trainable": "classifier"}
-    assert (
-        run(
-            "train",
-            *common,
-            "--init",
-            d / "baseline.pt",
-            "--method",
-            json.dumps({"loss": "bags", "loss_options": {"beta": 4}, "new_layer": True}),
-            "--counts",
-            d / "counts.csv",
-            "--train",
-            json.dumps(bags_train),
-            "--out",
-            d / "bags.pt",
-            "--epoch-log",
-            d / "bags.csv",
-            "--work-dir",
-            d / "ck_bags",
-        )
-        == 0
-    )
+    bags = train_args(d, data, "bags", bags_train, BAGS, d / "baseline.pt", d / "groups.json")
+    assert run(*bags) == 0
     for name in ("baseline", "bags"):
-        assert (
-            run(
-                "infer",
-                "--model",
-                d / f"{name}.pt",
-                "--annotations",
-                data / "val.json",
-                "--images",
-                data / "images",
-                "--out",
-                d / f"{name}_det.json",
-            )
-            == 0
-        )
-        assert (
-            run(
-                "evaluate",
-                "--annotations",
-                data / "val.json",
-                "--detections",
-                d / f"{name}_det.json",
-                "--counts",
-                d / "counts.csv",
-                "--out",
-                d / f"{name}_metrics.json",
-            )
-            == 0
-        )
-        assert (
-            run(
-                "norms",
-                "--model",
-                d / f"{name}.pt",
-                "--counts",
-                d / "counts.csv",
-                "--out",
-                d / f"{name}_norms.csv",
-            )
-            == 0
-        )
+        infer = ["--model-file", d / f"{name}.pt", "--annotations", data / "val.json"]
+        infer += ["--images", data / "images", *DATA, *SCORING, "--batch-size", 4]
+        infer += ["--workers", 0, "--threads", 1, "--out", d / f"{name}_det.json"]
+        assert run("infer", *infer) == 0
+        evaluate = ["--annotations", data / "val.json", "--detections", d / f"{name}_det.json"]
+        evaluate += ["--counts", d / "counts.csv", "--edges", 10, 100, 1000]
+        evaluate += ["--detections-per-img", 300, "--backend", "faster"]
+        evaluate += ["--out", d / f"{name}_metrics.json"]
+        assert run("evaluate", *evaluate) == 0
+        norms = ["--model-file", d / f"{name}.pt", "--counts", d / "counts.csv"]
+        assert run("norms", *norms, "--out", d / f"{name}_norms.csv") == 0
     return d
 
 
@@ -151,24 +102,17 @@ def test_detections_metrics_and_norms(pipeline):
 def test_table_figures_and_claims(pipeline):
     d = pipeline
     metrics = [f"baseline={d / 'baseline_metrics.json'}", f"BAGS={d / 'bags_metrics.json'}"]
-    assert run("table", "--metrics", *metrics, "--out-stem", d / "tables" / "comparison") == 0
+    table = ["--metrics", *metrics, "--caption", "", "--out-stem", d / "tables" / "comparison"]
+    assert run("table", *table) == 0
     table = pd.read_csv(d / "tables" / "comparison.csv")
     assert table["method"].tolist() == ["baseline", "BAGS"]
     assert (d / "tables" / "comparison.tex").read_text().count("\\midrule") == 1
     norms = [f"balanced={d / 'baseline_norms.csv'}", f"long-tailed={d / 'baseline_norms.csv'}"]
-    assert run("figure", "weight_norms", "--norms", *norms, "--out-stem", d / "fig" / "wn") == 0
-    assert (
-        run(
-            "figure",
-            "weight_norms_bags",
-            "--norms",
-            f"baseline={d / 'baseline_norms.csv'}",
-            f"BAGS={d / 'bags_norms.csv'}",
-            "--out-stem",
-            d / "fig" / "wnb",
-        )
-        == 0
-    )
+    figure = ["--kind", "weight_norms", "--inputs", *norms, "--out-stem", d / "fig" / "wn"]
+    assert run("figure", *figure) == 0
+    pair = [f"baseline={d / 'baseline_norms.csv'}", f"BAGS={d / 'bags_norms.csv'}"]
+    figure = ["--kind", "weight_norms_bags", "--inputs", *pair, "--out-stem", d / "fig" / "wnb"]
+    assert run("figure", *figure) == 0
     for name in ("wn", "wnb"):
         assert (d / "fig" / f"{name}.pdf").stat().st_size > 0
         assert (d / "fig" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -185,6 +129,12 @@ def test_table_figures_and_claims(pipeline):
             d / "baseline_metrics.json",
             "--bags-metrics",
             d / "bags_metrics.json",
+            "--rows",
+            *metrics,
+            "--bags-label",
+            "BAGS",
+            "--title",
+            "Claims",
             "--out",
             d / "claims.md",
         )
@@ -196,7 +146,7 @@ def test_table_figures_and_claims(pipeline):
 def test_errors_are_one_line_naming_the_file(pipeline, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"images": [], "categories": [], "annotations": {}}))
-    assert run("count", "--annotations", bad, "--out", tmp_path / "c.csv") == 1
+    assert run("count", "--annotations", bad, "--out", tmp_path / "c.csv", "--on-bad", "stop") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"bags count: error: {bad}: missing or non-list field 'annotations'"
     assert not (tmp_path / "c.csv").exists()
@@ -206,12 +156,20 @@ def test_errors_are_one_line_naming_the_file(pipeline, tmp_path, capsys):
     assert (
         run(
             "infer",
-            "--model",
+            "--model-file",
             pipeline / "bags.pt",
             "--annotations",
             pipeline / "data" / "val.json",
             "--images",
             images,
+            *DATA,
+            *SCORING,
+            "--batch-size",
+            4,
+            "--workers",
+            0,
+            "--threads",
+            1,
             "--out",
             tmp_path / "det.json",
         )
@@ -225,7 +183,7 @@ def test_errors_are_one_line_naming_the_file(pipeline, tmp_path, capsys):
     assert (
         run(
             "norms",
-            "--model",
+            "--model-file",
             broken,
             "--counts",
             pipeline / "counts.csv",
@@ -244,26 +202,17 @@ def test_a_fine_tune_never_resumes_from_another_baseline(pipeline, tmp_path, cap
     torch.save(content, tmp_path / "retrained.pt")
     data = pipeline / "data"
     bags_train = {**TINY_TRAIN, "trainable": "classifier"}
-    code = run(
-        "train",
-        "--annotations",
-        data / "train.json",
-        "--images",
-        data / "images",
-        "--init",
+    args = train_args(
+        pipeline,
+        data,
+        "bags",
+        bags_train,
+        BAGS,
         tmp_path / "retrained.pt",
-        "--method",
-        json.dumps({"loss": "bags", "loss_options": {"beta": 4}, "new_layer": True}),
-        "--counts",
-        pipeline / "counts.csv",
-        "--train",
-        json.dumps(bags_train),
-        "--out",
-        tmp_path / "bags.pt",
-        "--epoch-log",
-        tmp_path / "bags.csv",
-        "--work-dir",
-        pipeline / "ck_bags",
+        pipeline / "groups.json",
     )
+    args[args.index("--out") + 1] = tmp_path / "bags.pt"
+    args[args.index("--epoch-log") + 1] = tmp_path / "bags.csv"
+    code = run(*args)
     assert code == 1
     assert "differs in meta" in capsys.readouterr().err

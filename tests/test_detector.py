@@ -55,7 +55,7 @@ def test_builder_replaces_only_the_last_layer():
 
 def test_builder_rejects_groups_of_another_size():
     model = small_faster_rcnn(NUM_CLASSES)
-    with pytest.raises(ValueError, match="40 classes but the groups hold 3"):
+    with pytest.raises(ValueError, match="40 classes but the classifier 3"):
         to_group_softmax(model, assign_groups([1, 2, 3]))
 
 

@@ -33,6 +33,7 @@ class _Server(ThreadingHTTPServer):
     Modes: "flaky" (first response cut in half), "short" (every response cut in half),
     "error500once" (first answer is HTTP 500), "norange" (ignores Range),
     "stall" (first response sends half then hangs), "nolength" (no Content-Length).
+    `etags` (path -> ETag) are sent, and a Range whose If-Range is another ETag is ignored.
     Unknown paths get 404.
     """
 
@@ -42,6 +43,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files: dict[str, bytes] = {}
         self.modes: dict[str, str] = {}
+        self.etags: dict[str, str] = {}
         self.log: list[dict] = []  # one {"path", "range", "sent"} per request
         self.lock = threading.Lock()
 
@@ -60,7 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        entry = {"path": self.path, "range": self.headers["Range"], "sent": 0}
+        entry = {"path": self.path, "range": self.headers["Range"], "sent": 0,
+                 "if_range": self.headers["If-Range"]}  # fmt: skip
         with self.server.lock:
             first = all(e["path"] != self.path for e in self.server.log)
             self.server.log.append(entry)
@@ -73,7 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(500)
             return
         start = 0
-        if entry["range"] and mode != "norange":
+        etag = self.server.etags.get(self.path)
+        same = entry["if_range"] is None or entry["if_range"] == etag
+        if entry["range"] and mode != "norange" and same:
             start = int(entry["range"].removeprefix("bytes=").removesuffix("-"))
             if start >= len(body):
                 self.send_response(416)
@@ -86,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         rest = body[start:]
+        if etag:
+            self.send_header("ETag", etag)
         if mode != "nolength":
             self.send_header("Content-Length", str(len(rest)))
         self.end_headers()
@@ -197,6 +204,45 @@ def test_invalid_part_file_answered_416_restarts(server: _Server, tmp_path: Path
     download(url, tmp_path / "f.zip", sha256=SHA, **FAST)
     assert (tmp_path / "f.zip").read_bytes() == DATA
     assert [e["range"] for e in server.requests("/f.zip")] == [f"bytes={len(DATA) + 5}-", None]
+
+
+def test_part_of_an_unknown_origin_restarts_when_only_the_size_is_known(
+    server: _Server, tmp_path: Path
+) -> None:
+    url = _serve(server)
+    (tmp_path / "f.zip.part").write_bytes(b"x" * 5000)  # whose bytes? nothing tells
+    download(url, tmp_path / "f.zip", size=len(DATA), **FAST)
+    assert (tmp_path / "f.zip").read_bytes() == DATA
+    assert [e["range"] for e in server.requests("/f.zip")] == [None]
+    assert _leftovers(tmp_path) == ["f.zip"]
+
+
+def test_part_resumes_with_only_the_size_if_the_server_vouches_for_it(
+    server: _Server, tmp_path: Path
+) -> None:
+    url = _serve(server, mode="short")
+    server.etags["/f.zip"] = '"v1"'
+    with pytest.raises(DownloadError):
+        download(url, tmp_path / "f.zip", size=len(DATA), retries=0, **FAST)
+    server.modes.clear()
+    download(url, tmp_path / "f.zip", size=len(DATA), **FAST)
+    assert (tmp_path / "f.zip").read_bytes() == DATA
+    half = len(DATA) // 2
+    last = server.requests("/f.zip")[-1]
+    assert (last["range"], last["if_range"], last["sent"]) == (f"bytes={half}-", '"v1"', half)
+    assert _leftovers(tmp_path) == ["f.zip"]
+
+
+def test_part_of_a_file_changed_since_restarts(server: _Server, tmp_path: Path) -> None:
+    url = _serve(server, mode="short")
+    server.etags["/f.zip"] = '"v1"'
+    with pytest.raises(DownloadError):
+        download(url, tmp_path / "f.zip", size=len(DATA), retries=0, **FAST)
+    server.modes.clear()
+    server.files["/f.zip"] = DATA[::-1]
+    server.etags["/f.zip"] = '"v2"'
+    download(url, tmp_path / "f.zip", size=len(DATA), **FAST)
+    assert (tmp_path / "f.zip").read_bytes() == DATA[::-1]  # not old bytes with a new tail
 
 
 def test_server_ignoring_range_restarts_from_zero(server: _Server, tmp_path: Path) -> None:

@@ -8,13 +8,12 @@ from bags.classifiers import SoftmaxClassifier
 from bags.data.dataset import DetectionDataset
 from bags.detector import set_classifier, to_softmax
 from bags.engine.feature_cache import (
-    TrainingFeatures,
     load_features,
     save_features,
     scoring_features,
     training_features,
 )
-from bags.engine.head import class_mean_layer, fit_layer, score_cached
+from bags.engine.head import fit_layer, score_cached
 from bags.engine.infer import image_results
 from bags.engine.train import TrainConfig
 from tests.helpers import TINY_ARCH, make_tiny_dataset
@@ -74,22 +73,6 @@ def test_training_candidates_hold_every_roi_that_training_samples(tiny):
     for row, label in zip(logits, labels):
         same = candidates[candidate_labels == label]
         assert (same - row).abs().amax(dim=1).min() < 1e-4
-
-
-def test_nearest_class_mean_by_hand():
-    cache = TrainingFeatures(
-        features=[torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 0.0], [9.0, 9.0]])],
-        labels=[torch.tensor([1, 1, 2, 0, -1])],  # -1: ignored
-        image_classes=[[1, 2]],
-    )
-    layer = class_mean_layer(cache, num_classes=3)
-    # Means: background (0, 0), class 1 (2, 0), class 2 (0, 2), class 3 none; T = 2 / 4.
-    f = torch.tensor([[2.0, 0.0]])
-    distances = torch.tensor([[4.0, 0.0, 8.0]]) / 0.5
-    expected = torch.softmax(-distances, dim=1)
-    scores = torch.softmax(layer(f), dim=1)
-    torch.testing.assert_close(scores[:, :3], expected, atol=1e-6, rtol=0)
-    assert scores[0, 3] < 1e-6  # a class without training RoIs
 
 
 def test_fitting_the_last_layer_lowers_the_loss(tiny):

@@ -142,6 +142,51 @@ def test_scores_merge_formula():
     assert not torch.allclose(scores.sum(1), torch.ones(3))
 
 
+# The logit layout of GROUPS written out by hand (spec section 2): [bg, fg], then per group
+# [others, its classes in ascending order]. Class -> (its group's columns, its own column).
+HAND_LAYOUT = {
+    1: (slice(2, 5), 3),
+    4: (slice(2, 5), 4),
+    2: (slice(5, 8), 6),
+    6: (slice(5, 8), 7),
+    5: (slice(8, 10), 9),
+    3: (slice(10, 12), 11),
+}
+
+
+def hand_scores(logits: torch.Tensor) -> torch.Tensor:
+    """The merge in float64, row by row of the whole matrix: p0(bg), p0(fg) * p_g(c)."""
+    x = logits.double()
+
+    def softmax_column(columns: slice, column: int) -> torch.Tensor:
+        chunk = x[:, columns]
+        e = (chunk - chunk.max(dim=1, keepdim=True).values).exp()
+        return e[:, column - columns.start] / e.sum(dim=1)
+
+    scores = torch.empty(len(x), 7, dtype=torch.float64)
+    scores[:, 0] = softmax_column(slice(0, 2), 0)
+    foreground = softmax_column(slice(0, 2), 1)
+    for c, (columns, column) in HAND_LAYOUT.items():
+        scores[:, c] = foreground * softmax_column(columns, column)
+    return scores
+
+
+@pytest.mark.parametrize(("rows", "block_rows"), [(2 * 1024 + 300, 1024), (50, 7), (7, 7)])
+def test_scores_merge_every_row_of_every_block(rows, block_rows):
+    generator = torch.Generator().manual_seed(5)
+    # Rows of very different scales, so a row scored with another row's numbers shows.
+    logits = torch.randn(rows, GROUPS.num_logits, generator=generator)
+    logits *= torch.linspace(0.1, 6.0, rows)[:, None]
+    assert sorted(HAND_LAYOUT) == list(range(1, GROUPS.num_classes + 1))
+    scores = group_softmax_scores(logits, GROUPS, block_rows=block_rows)
+    assert scores.shape == (rows, GROUPS.num_classes + 1)
+    expected = hand_scores(logits)
+    wrong = ~torch.isclose(scores.double(), expected, rtol=1e-5, atol=1e-7).all(dim=1)
+    assert not wrong.any(), f"rows scored wrong: {torch.where(wrong)[0].tolist()[:10]} ..."
+    if block_rows == 1024:  # the default block size
+        assert torch.equal(group_softmax_scores(logits, GROUPS), scores)
+
+
 @pytest.mark.parametrize(
     ("logits", "labels", "message"),
     [

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bags.classifiers import SigmoidFocalClassifier
 from bags.losses import (
-    class_balanced_weights,
+    effective_number_weights,
     eql_threshold,
     equalization_loss,
     reweight_weights,
-    softmax_focal_loss,
     weighted_cross_entropy,
 )
 from bags.posthoc import tau_normalize
@@ -35,13 +35,19 @@ def test_reweight_weights_and_clipping():
     assert weights[0] == 1.0
 
 
-def test_class_balanced_weights():
-    weights = class_balanced_weights([1, 2], beta=0.5)
+def test_effective_number_weights_are_normalised_then_clipped():
+    weights = effective_number_weights([1, 2], beta=0.5)
     raw = torch.tensor([0.5 / 0.5, 0.5 / 0.75])  # (1 - b) / (1 - b^n)
     assert torch.allclose(weights[1:], raw / raw.mean())
-    assert weights[1:].mean().item() == pytest.approx(1.0)
+    assert weights[0] == 1.0
+    # the reference's row 7: beta 0.999, mean-normalised, clipped to [0.1, 5]
+    counts = [1, 5, 50, 5000, 5000, 5000, 5000, 5000, 5000, 5000]
+    raw = torch.tensor([(1 - 0.999) / (1 - 0.999**n) for n in counts], dtype=torch.float64)
+    expected = (raw / raw.mean()).clamp(0.1, 5.0).float()
+    assert torch.allclose(effective_number_weights(counts)[1:], expected)
+    assert effective_number_weights(counts)[1].item() == pytest.approx(5.0)  # clipped from above
     with pytest.raises(ValueError, match="beta"):
-        class_balanced_weights([1], beta=1.0)
+        effective_number_weights([1], beta=1.0)
 
 
 def test_weighted_cross_entropy_is_mean_of_weighted_terms():
@@ -53,26 +59,37 @@ def test_weighted_cross_entropy_is_mean_of_weighted_terms():
     assert torch.allclose(weighted_cross_entropy(logits, labels, weights), expected)
 
 
-def test_softmax_focal_loss():
-    logits = torch.tensor([[math.log(3.0), 0.0]])  # p = [0.75, 0.25]
-    assert softmax_focal_loss(logits, torch.tensor([0]), 2.0).item() == pytest.approx(
-        -(0.25**2) * math.log(0.75)
+def test_sigmoid_focal_loss_is_the_references():
+    """One-hot over all C + 1 columns (background included), alpha 0.25, gamma 2, mean over
+    N x (C + 1): against torchvision and a hand computation."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    logits = torch.tensor([[0.5, -1.0, 2.0], [0.3, 0.2, -0.4]])
+    labels = torch.tensor([2, 0])
+    loss = SigmoidFocalClassifier(2).loss(logits, labels)
+    target = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    assert loss.item() == pytest.approx(
+        sigmoid_focal_loss(logits, target, 0.25, 2.0, reduction="mean").item()
     )
-    same = F.cross_entropy(logits, torch.tensor([1]))
-    assert torch.allclose(softmax_focal_loss(logits, torch.tensor([1]), 0.0), same)
+    p = torch.sigmoid(logits)
+    terms = torch.where(
+        target == 1, -0.25 * (1 - p) ** 2 * torch.log(p), -0.75 * p**2 * torch.log(1 - p)
+    )
+    assert loss.item() == pytest.approx(terms.mean().item(), rel=1e-6)
 
 
 def test_eql_threshold_and_loss():
+    """C logits, no background column; a background RoI's target is all zeros."""
     # image frequencies 1/1000 (< lambda), 999/1000 (>= lambda)
     threshold = eql_threshold([1, 999], 1000, lam=1.76e-3)
-    assert threshold.tolist() == [0.0, 1.0, 0.0]
-    logits = torch.tensor([[0.5, -1.0, 2.0], [0.3, 0.2, -0.4]])
+    assert threshold.tolist() == [1.0, 0.0]
+    logits = torch.tensor([[-1.0, 2.0], [0.2, -0.4]])
     labels = torch.tensor([2, 0])  # a foreground RoI of class 2, a background RoI
     loss = equalization_loss(logits, labels, threshold)
     bce = F.binary_cross_entropy_with_logits
     # RoI 0: rare class 1 is a negative of a foreground RoI -> its term is dropped
-    roi0 = bce(logits[0, 0], torch.tensor(0.0)) + bce(logits[0, 2], torch.tensor(1.0))
-    roi1 = sum(bce(logits[1, j], torch.tensor(float(j == 0))) for j in range(3))
+    roi0 = bce(logits[0, 1], torch.tensor(1.0))
+    roi1 = bce(logits[1, 0], torch.tensor(0.0)) + bce(logits[1, 1], torch.tensor(0.0))
     assert loss.item() == pytest.approx(((roi0 + roi1) / 2).item(), rel=1e-6)
 
 
@@ -107,35 +124,33 @@ def test_tail_images():
     assert tail_images([[1, 5], [2], [], [5]], {5}) == [0, 3]
 
 
-def test_tau_normalize():
-    layer = torch.nn.Linear(2, 2)
+def test_tau_normalize_keeps_background_row_and_bias():
+    layer = torch.nn.Linear(2, 3)
     with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[3.0, 4.0], [0.6, 0.8]]))
+        layer.weight.copy_(torch.tensor([[2.0, 0.0], [3.0, 4.0], [0.6, 0.8]]))
         layer.bias.fill_(1.0)
-    half = tau_normalize(layer, 0.5)
-    assert torch.allclose(half.weight[0], torch.tensor([3.0, 4.0]) / 5**0.5)
-    assert torch.allclose(half.weight[1], torch.tensor([0.6, 0.8]) / 1.0)
-    assert torch.allclose(tau_normalize(layer, 1.0).weight.norm(dim=1), torch.ones(2))
-    assert half.bias.abs().sum() == 0 and layer.bias[0] == 1.0
-    assert torch.equal(tau_normalize(layer, 0.0).weight, layer.weight)
+    rows = torch.tensor([1, 2])
+    half = tau_normalize(layer, 0.5, rows)
+    assert torch.equal(half.weight[0], layer.weight[0])  # background row kept
+    assert torch.allclose(half.weight[1], torch.tensor([3.0, 4.0]) / 5**0.5)
+    assert torch.allclose(half.weight[2], torch.tensor([0.6, 0.8]) / 1.0)
+    assert torch.equal(half.bias, layer.bias)  # bias kept
+    assert torch.allclose(tau_normalize(layer, 1.0, rows).weight[1:].norm(dim=1), torch.ones(2))
+    assert torch.equal(tau_normalize(layer, 0.0, rows).weight, layer.weight)
 
 
-@pytest.mark.parametrize("kind", ["reweight", "class_balanced", "focal", "eql"])
+@pytest.mark.parametrize("kind", ["reweight", "effective_number", "focal", "eql"])
 def test_each_classifier_trains_a_detector(kind):
     from bags.builders import small_faster_rcnn
-    from bags.classifiers import (
-        EqualizationClassifier,
-        FocalClassifier,
-        WeightedSoftmaxClassifier,
-    )
+    from bags.classifiers import EqualizationClassifier, WeightedSoftmaxClassifier
     from bags.detector import set_classifier
     from tests.test_detector import NUM_CLASSES, counts, toy_batch
 
     n = counts()
     classifier = {
         "reweight": lambda: WeightedSoftmaxClassifier(reweight_weights(n)),
-        "class_balanced": lambda: WeightedSoftmaxClassifier(class_balanced_weights(n)),
-        "focal": lambda: FocalClassifier(NUM_CLASSES),
+        "effective_number": lambda: WeightedSoftmaxClassifier(effective_number_weights(n)),
+        "focal": lambda: SigmoidFocalClassifier(NUM_CLASSES),
         "eql": lambda: EqualizationClassifier(eql_threshold(n, 2 * max(n))),
     }[kind]()
     torch.manual_seed(0)

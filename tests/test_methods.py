@@ -7,10 +7,11 @@ import torch
 
 from bags.classifiers import (
     EqualizationClassifier,
-    FocalClassifier,
     GroupSoftmaxClassifier,
+    SigmoidFocalClassifier,
     SoftmaxClassifier,
     WeightedSoftmaxClassifier,
+    from_meta,
 )
 from bags.engine.train import TrainConfig, training_plan
 from bags.methods import (
@@ -18,8 +19,6 @@ from bags.methods import (
     MethodSpec,
     TrainingStats,
     loss,
-    scoring_classifier,
-    scoring_meta,
 )
 
 # Classes 1..3 with 2, 20 and 200 instances; five images.
@@ -36,8 +35,8 @@ STATS = TrainingStats(
         ("softmax", SoftmaxClassifier),
         ("bags", GroupSoftmaxClassifier),
         ("reweight", WeightedSoftmaxClassifier),
-        ("class_balanced", WeightedSoftmaxClassifier),
-        ("focal", FocalClassifier),
+        ("effective_number", WeightedSoftmaxClassifier),
+        ("focal", SigmoidFocalClassifier),
         ("eql", EqualizationClassifier),
     ],
 )
@@ -109,8 +108,8 @@ def test_unknown_names_and_options_are_clear_errors():
 def test_scoring_survives_the_model_file():
     for name in ("softmax", "bags", "eql", "focal"):
         classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS)
-        meta = {"num_classes": 3, **scoring_meta(classifier)}
-        rebuilt = scoring_classifier(meta)
+        meta = {"num_classes": 3, **classifier.meta()}
+        rebuilt = from_meta(meta)
         logits = torch.randn(4, classifier.num_logits)
         torch.testing.assert_close(rebuilt.scores(logits), classifier.scores(logits))
 

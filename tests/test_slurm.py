@@ -1,6 +1,8 @@
-"""The tiny DAG through a real Slurm with profiles/slurm gives the metrics of a local run.
+"""The tiny DAG through a real Slurm with profiles/slurm gives the results of a local run.
 
 Needs a running Slurm (`bash scripts/local-slurm.sh` starts a one-node one; `.ci/run` does).
+The local run is the session fixture ``finished`` (tests/conftest.py), shared with the
+workflow tests.
 """
 
 import json
@@ -8,9 +10,10 @@ import re
 import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 
-from tests.test_workflow import copy_workflow, snakemake
+from tests.helpers import copy_workflow, snakemake
 
 
 def slurm_is_up() -> bool:
@@ -25,26 +28,32 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_tiny_dag_through_slurm_matches_a_local_run(tmp_path):
-    local = copy_workflow(tmp_path / "local")
-    snakemake(local, "claims", "--configfile", "configs/test.yaml")
+def every_run(workdir):
+    """metrics.json of every run, by its folder under runs/."""
+    runs = workdir / "results" / "test" / "runs"
+    return {
+        str(path.parent.relative_to(runs)): json.loads(path.read_text())
+        for path in sorted(runs.glob("*/*/seed*/metrics.json"))
+    }
+
+
+def test_tiny_dag_through_slurm_matches_a_local_run(finished, tmp_path):
     cluster = copy_workflow(tmp_path / "slurm")
     result = snakemake(
-        cluster,
-        "claims",
-        "--profile",
-        "profiles/slurm",
-        "--configfile",
-        "configs/test.yaml",
-        timeout=1500,
+        cluster, "--profile", "profiles/slurm", "--configfile", "configs/test.yaml", timeout=2400
     )
     log = result.stdout + result.stderr
     submitted = set(re.findall(r"slurm_logs/rule_(\w+)/", log))
-    expected = {"synthesize", "train", "cache_features", "fit_head", "infer", "evaluate"}
+    expected = {"synthesize", "train", "cache_features", "fit_head", "posthoc", "infer"}
+    expected |= {"evaluate"}
     assert expected <= submitted, log
     assert "rule_count/" not in log  # light rules stay local
-    exp = "results/test/runs/longtail"
-    for method in ("baseline", "bags"):
-        ours = json.loads((cluster / exp / method / "seed0" / "metrics.json").read_text())
-        theirs = json.loads((local / exp / method / "seed0" / "metrics.json").read_text())
-        assert ours == theirs, method
+    ours, theirs = every_run(cluster), every_run(finished)
+    # Every run of the tiny config: its 13 methods on the long-tailed set.
+    assert len(theirs) == 13 and all(run.startswith("longtail/") for run in theirs)
+    assert ours.keys() == theirs.keys()
+    for run in theirs:
+        assert ours[run] == theirs[run], run
+    for table in ("comparison", "ablation_groups", "ablation_beta", "ablation_finetune"):
+        csv = f"results/test/tables/{table}.csv"
+        pd.testing.assert_frame_equal(pd.read_csv(cluster / csv), pd.read_csv(finished / csv))

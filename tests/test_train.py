@@ -1,4 +1,4 @@
-import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -6,7 +6,13 @@ import torch
 
 from bags.cli import main
 from bags.engine.train import TrainConfig, lr_factor
-from tests.helpers import TINY_ARCH, TINY_TRAIN, make_tiny_dataset
+from tests.helpers import (
+    TINY_TRAIN,
+    counting_steps,
+    make_tiny_dataset,
+    resumed_from,
+    train_command,
+)
 
 
 def test_lr_schedules():
@@ -24,35 +30,26 @@ def test_lr_schedules():
 
 
 def train(root, out, work, train=TINY_TRAIN):
-    return main(
-        [
-            "train",
-            "--annotations",
-            str(root / "train.json"),
-            "--images",
-            str(root / "images"),
-            "--arch",
-            json.dumps(TINY_ARCH),
-            "--train",
-            json.dumps(train),
-            "--out",
-            str(out),
-            "--epoch-log",
-            str(out.with_suffix(".csv")),
-            "--work-dir",
-            str(work),
-        ]
-    )
+    return main(train_command(root, out, work, train))
 
 
-def test_rerun_resumes_from_last_checkpoint_with_identical_result(tmp_path):
+def test_rerun_resumes_from_last_checkpoint_with_identical_result(tmp_path, caplog):
     root = make_tiny_dataset(tmp_path / "data")
-    assert train(root, tmp_path / "a.pt", tmp_path / "ck_a") == 0
+    with counting_steps() as steps:
+        assert train(root, tmp_path / "a.pt", tmp_path / "ck_a") == 0
+    total = steps[0]
     assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
     # As if killed during epoch 2: only the epoch-1 checkpoint is left.
     max(Path(tmp_path / "ck_b").glob("step_*.pt")).unlink()
     (tmp_path / "b.pt").unlink()
-    assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
+    per_epoch = total // TINY_TRAIN["epochs"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO), counting_steps() as steps:
+        assert train(root, tmp_path / "b.pt", tmp_path / "ck_b") == 0
+    # It went on from the epoch-1 checkpoint and took only the steps of epoch 2 ...
+    assert steps[0] == total - per_epoch
+    assert resumed_from(caplog.text) == [per_epoch]
+    # ... and ended where an uninterrupted run ends.
     a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

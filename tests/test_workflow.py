@@ -1,67 +1,67 @@
 """The Snakemake DAG itself: the tiny config end to end, targets, config errors, lint, format."""
 
 import json
-import os
-import shutil
+import math
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, ROOT, copy_workflow, planned_jobs, snakemake
 
-
-def snakemake(workdir, *args, check=True, timeout=300):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+# The whole DAG's run is the session fixture ``finished`` (tests/conftest.py).
+METRICS = ["AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
 
 
-def copy_workflow(dest):
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, dest / name)
-    for name in ("workflow", "configs", "envs", "profiles"):
-        shutil.copytree(ROOT / name, dest / name)
-    return dest
+def markdown_rows(path):
+    """The rows of a Markdown table as dicts of cell text (any caption before it skipped)."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    split = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(split[0], cells)) for cells in split[2:]]
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("dag"))
-    snakemake(workdir, "--configfile", "configs/test.yaml", timeout=900)
-    return workdir
+def assert_cells_are_the_runs_metrics(workdir, table):
+    """Every metric cell of a table (CSV and Markdown) is its run's metrics.json value."""
+    config = yaml.safe_load((workdir / "configs" / "test.yaml").read_text())
+    method_of = {entry["label"]: name for name, entry in config["methods"].items()}
+    exp = workdir / "results" / "test"
+    frame = pd.read_csv(exp / "tables" / f"{table}.csv")
+    shown = markdown_rows(exp / "tables" / f"{table}.md")
+    assert [row["method"] for row in shown] == frame["method"].tolist()
+    for (_, row), text in zip(frame.iterrows(), shown):
+        run = exp / "runs" / "longtail" / method_of[row["method"]] / "seed0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert row["seeds"] == 1
+        for column in METRICS:
+            value = metrics[column]
+            where = (table, row["method"], column)
+            if value is None:
+                assert math.isnan(row[column]) and text[column] == "-", where
+            else:
+                assert row[column] == pytest.approx(value, rel=1e-12), where
+                assert text[column] == f"{value:.1f}", where
+    return frame
 
 
 def test_whole_dag_makes_every_table_figure_and_claim(finished):
     exp = finished / "results" / "test"
-    table = pd.read_csv(exp / "tables" / "comparison.csv")
-    rows = ["baseline", "re-weight", "RFS-finetune", "NCM-fc", "tau-norm", "BAGS"]
+    table = assert_cells_are_the_runs_metrics(finished, "comparison")
+    rows = ["baseline", "re-weight", "focal loss-cls", "NCM-fc", "NCM-conv", "tau-norm"]
+    rows += ["tau-norm-select", "tau-norm, tau on held-out", "BAGS", "EQL"]
     assert table["method"].tolist() == rows
-    assert table["#"].tolist() == list(range(1, 7))
-    metrics = ["AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
-    assert list(table.columns) == ["#", "method", *metrics, "seeds"]
+    assert table["#"].tolist() == list(range(1, 11))
+    assert list(table.columns) == ["#", "method", *METRICS, "seeds"]
     ablations = {
         "ablation_groups": ("groups", ["BAGS, 2 groups", "BAGS"]),
         "ablation_beta": ("beta", ["BAGS", "BAGS, beta all"]),
         "ablation_finetune": ("fine-tuned", ["BAGS", "BAGS, box head"]),
     }
     for name, (setting, methods) in ablations.items():
-        ablation = pd.read_csv(exp / "tables" / f"{name}.csv")
+        ablation = assert_cells_are_the_runs_metrics(finished, name)
         assert ablation["method"].tolist() == methods, name
         assert list(ablation.columns)[:2] == ["method", setting]
+    assert table["AP"].nunique() > 1  # the runs differ: a cell of the wrong run would show
     for name in ("comparison", *ablations):
         for ext in ("md", "tex"):
             assert (exp / "tables" / f"{name}.{ext}").stat().st_size > 0
@@ -69,17 +69,19 @@ def test_whole_dag_makes_every_table_figure_and_claim(finished):
         assert (exp / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (exp / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     claims = (exp / "claims.md").read_text()
-    assert claims.count("| PASS |") + claims.count("| FAIL |") == 4
+    assert claims.count("| PASS |") + claims.count("| FAIL |") == 5
     run = exp / "runs" / "longtail" / "bags" / "seed0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"} <= set(metrics)
     assert {"AP1", "AP2", "AP3", "AP4"} <= set(metrics)
     assert (exp / "benchmarks" / "train" / "longtail_bags_seed0.tsv").is_file()
     assert (exp / "logs" / "train" / "longtail_bags_seed0.log").is_file()
-    # tau was chosen on held-out training images: one row per tau tried.
-    selection = pd.read_csv(exp / "runs" / "longtail" / "tau_norm" / "seed0" / "train_log.csv")
-    assert selection["tau"].tolist() == [0, 1]
     assert (exp / "cache" / "seed0" / "train.pt").is_file()  # kept for methods added later
+    # tau was chosen on held-out training images: one row per tau tried.
+    selection = pd.read_csv(
+        exp / "runs" / "longtail" / "tau_norm_heldout" / "seed0" / "train_log.csv"
+    )
+    assert selection["tau"].tolist() == [0, 1] and selection["chosen"].sum() == 1
 
 
 def test_classifier_level_methods_change_only_the_last_layer(finished):
@@ -87,7 +89,7 @@ def test_classifier_level_methods_change_only_the_last_layer(finished):
 
     runs = finished / "results" / "test" / "runs" / "longtail"
     baseline = torch.load(runs / "baseline" / "seed0" / "model.pt", weights_only=True)
-    for method in ("bags", "rfs_finetune", "ncm", "tau_norm"):
+    for method in ("bags", "focal_cls", "tau_norm"):
         other = torch.load(runs / method / "seed0" / "model.pt", weights_only=True)
         for key, value in baseline["state_dict"].items():
             if "cls_score" not in key:
@@ -110,7 +112,9 @@ def test_several_seeds_plan_one_run_per_seed(tmp_path):
     for seed in (0, 1):
         assert f"runs/longtail/bags/seed{seed}/metrics.json" in result.stdout
         assert f"cache/seed{seed}/train.pt" in result.stdout
-    assert "runs/balanced/baseline/seed1" not in result.stdout  # Figure 1 shows the first seed
+    # Every seed starts from its own balanced model; Figure 1 shows the first seed's.
+    assert "runs/balanced/baseline/seed1/model.pt" in result.stdout
+    assert "runs/balanced/baseline/seed1/weight_norms.csv" not in result.stdout
 
 
 def test_rerun_has_nothing_to_do(finished):
@@ -120,21 +124,67 @@ def test_rerun_has_nothing_to_do(finished):
 
 def jobs_planned(workdir, *args):
     result = snakemake(workdir, "--configfile", "configs/test.yaml", "--dry-run", *args)
-    rows = result.stdout.split("Job stats:")[1].split("total")[0].splitlines()[3:]
-    return {row.split()[0] for row in rows if row.strip()}
+    jobs = planned_jobs(result.stdout)
+    total = result.stdout.split("Job stats:")[1].split("total")[1].split()[0]
+    assert len(jobs) == int(total), result.stdout  # every job of the plan was read
+    return jobs
 
 
-def test_named_target_builds_only_what_it_needs(tmp_path):
+def data_jobs(*datasets):
+    return [f"{rule}(dataset={d})" for d in datasets for rule in ("synthesize", "count")]
+
+
+def run_jobs(rule, dataset, *methods):
+    return [f"{rule}(dataset={dataset}, method={m}, seed=0)" for m in methods]
+
+
+# What each named target plans from scratch with configs/test.yaml, job by job.
+BASELINES = [
+    *data_jobs("longtail", "balanced"),
+    *run_jobs("train", "longtail", "baseline"),
+    *run_jobs("train", "balanced", "baseline"),
+]
+POSTHOC = ("ncm_fc", "ncm_conv", "tau_norm", "tau_norm_select")
+TARGET_JOBS = {
+    "weight_norms": [
+        *BASELINES,
+        *run_jobs("norms", "longtail", "baseline"),
+        *run_jobs("norms", "balanced", "baseline"),
+        "plot_weight_norms()",
+        "weight_norms()",
+    ],
+    # The claims compare BAGS with every row of the paper in the config (rows 1, 6, 9-14).
+    "claims": [
+        *BASELINES,
+        *run_jobs("train", "longtail", "reweight"),
+        *run_jobs("norms", "longtail", "baseline"),
+        *run_jobs("norms", "balanced", "baseline"),
+        *run_jobs("posthoc", "longtail", *POSTHOC),
+        *run_jobs("infer", "longtail", "baseline", "reweight", *POSTHOC),
+        *run_jobs("evaluate", "longtail", "baseline", "reweight", "focal_cls", "bags", *POSTHOC),
+        "cache_features(seed=0)",
+        "groups(method=bags)",
+        *run_jobs("fit_head", "longtail", "bags", "focal_cls"),
+        "check_claims()",
+        "claims()",
+    ],
+    "ablation_beta": [
+        *BASELINES,
+        *run_jobs("evaluate", "longtail", "bags", "bags_beta_all"),
+        "cache_features(seed=0)",
+        "groups(method=bags)",
+        "groups(method=bags_beta_all)",
+        *run_jobs("fit_head", "longtail", "bags", "bags_beta_all"),
+        "table(table=ablation_beta)",
+        "ablation_beta()",
+    ],
+}
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_JOBS))
+def test_named_target_plans_exactly_the_jobs_it_needs(tmp_path, target):
     workdir = copy_workflow(tmp_path)
-    assert jobs_planned(workdir, "weight_norms") == {
-        "synthesize",
-        "count",
-        "train",
-        "norms",
-        "plot_weight_norms",
-        "weight_norms",
-    }
-    assert {"cache_features", "fit_head"} <= jobs_planned(workdir, "claims")
+    assert jobs_planned(workdir, target) == sorted(TARGET_JOBS[target])
 
 
 def test_unknown_config_key_is_one_clear_error(tmp_path):
@@ -182,7 +232,8 @@ def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
         assert job in stats, job
     assert f"lvis_{name[5:]}_train.json.zip" in result.stdout
     weights = "resources/downloads/r50_fpn_coco/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
-    assert f"--pretrained {weights}" in result.stdout
+    assert f"--weights {weights}" in result.stdout
+    assert "--start results/" in result.stdout  # the baseline starts from the COCO model
     assert "--image-paths coco_url" in result.stdout
     assert "image_size" not in result.stdout  # the default config is not merged in
 
@@ -220,8 +271,8 @@ def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):
     assert "source: coco" in config
     (workdir / "mine.yaml").write_text(config)
     metrics = "results/test/runs/longtail/baseline/seed0/metrics.json"
-    snakemake(workdir, "results/test/groups.json", metrics, "--configfile", "mine.yaml")
-    groups = json.loads((workdir / "results" / "test" / "groups.json").read_text())
+    snakemake(workdir, "results/test/groups/bags.json", metrics, "--configfile", "mine.yaml")
+    groups = json.loads((workdir / "results" / "test" / "groups" / "bags.json").read_text())
     assert "APr" in json.loads((workdir / metrics).read_text())
     made = json.loads((workdir / "results/test/data/longtail/val.json").read_text())
     assert all("neg_category_ids" in image for image in made["images"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import nn
 from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN
@@ -16,6 +15,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from bags.batched import BatchedRPN, SameSizeTransform
 from bags.roi_pool import GridRoIAlign
+from bags.safe_load import load_weights_only, one_line
 
 
 def conv_backbone(channels: int = 64, layers: int = 4, downsample: int = 2) -> nn.Sequential:
@@ -108,12 +108,12 @@ def r50_fpn_faster_rcnn(
         box_score_thresh=score_thresh,
     )
     if coco_weights is not None:
+        state = load_weights_only(coco_weights, "readable weights file")
         try:
-            state = torch.load(coco_weights, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
         except Exception as error:
             raise ValueError(
-                f"{coco_weights}: not torchvision's COCO Faster R-CNN weights ({error})"
+                f"{coco_weights}: not torchvision's COCO Faster R-CNN weights ({one_line(error)})"
             ) from error
     in_features = model.roi_heads.box_predictor.cls_score.in_features
     predictor = FastRCNNPredictor(in_features, num_classes + 1)

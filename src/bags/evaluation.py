@@ -1,4 +1,7 @@
-"""LVIS bbox evaluation with the LVIS API, plus AP per training-instance-count bin."""
+"""LVIS bbox evaluation, plus AP per training-instance-count bin.
+
+Two backends give the same numbers: ``faster`` (faster-coco-eval's LVIS mode, C++ matching and
+accumulation) and ``lvis`` (the LVIS API, the reference)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import io
 import itertools
 import json
 import logging
+import math
 import types
 import warnings
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,10 @@ from bags.io import write_text_atomic
 log = logging.getLogger(__name__)
 
 LVIS_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+BACKENDS = ("faster", "lvis")
+# faster-coco-eval keeps about 1.1 kB per image and category (a C++ record per area range, a
+# Python entry per pair), data or not: it is given this many images x categories at a time
+PAIRS_PER_CHUNK = 250_000
 _RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 
 
@@ -41,17 +50,28 @@ def patch_lvis_numpy() -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float (JSON parses NaN and Infinity too)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _load_json(path: Path, what: str) -> Any:
+def _is_box(box: Any) -> bool:
+    return isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))
+
+
+def _load_json(path: Path, what: str, object_hook: Any = None) -> Any:
     if not path.is_file():
         raise ValueError(f"{what} {path}: no such file")
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_hook=object_hook)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {path}: not valid JSON ({e})") from e
+
+
+def _drop_segmentation(record: dict) -> dict:
+    """Box evaluation needs no masks: on LVIS val the polygons are most of the memory."""
+    record.pop("segmentation", None)
+    return record
 
 
 def _check_gt(gt: Any, path: Path) -> None:
@@ -66,9 +86,28 @@ def _check_gt(gt: Any, path: Path) -> None:
         items = gt.get(field)
         if not isinstance(items, list):
             raise ValueError(f"ground truth {path}: '{field}' is missing or not a list")
+        seen = set()
         for i, item in enumerate(items):
             if not isinstance(item, dict) or any(k not in item for k in keys):
                 raise ValueError(f"ground truth {path}: {field}[{i}] lacks one of {keys}")
+            integer = isinstance(item["id"], int) and not isinstance(item["id"], bool)
+            if not integer or item["id"] in seen:
+                problem = "used before" if integer else "not an integer"
+                raise ValueError(
+                    f"ground truth {path}: {field}[{i}] has id {item['id']!r}: {problem}"
+                )
+            seen.add(item["id"])
+    if not gt["categories"]:
+        raise ValueError(f"ground truth {path}: no categories")
+    for i, a in enumerate(gt["annotations"]):
+        # both evaluators mark a matched box by its id, and take 0 (or less) for "unmatched"
+        if a["id"] < 1:
+            raise ValueError(f"ground truth {path}: annotations[{i}] has id {a['id']!r}, not >= 1")
+        if not (_is_box(a["bbox"]) and _is_number(a["area"])):
+            raise ValueError(
+                f"ground truth {path}: annotation {a['id']}: bbox {a['bbox']!r} or area "
+                f"{a['area']!r} is not finite numbers"
+            )
 
 
 def _check_results(results: Any, gt: dict, path: Path) -> None:
@@ -80,10 +119,12 @@ def _check_results(results: Any, gt: dict, path: Path) -> None:
         if not isinstance(r, dict) or any(k not in r for k in _RESULT_KEYS):
             raise ValueError(f"results {path}: entry {i} is not an object with keys {_RESULT_KEYS}")
         box = r["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))):
+        if not _is_box(box):
             raise ValueError(f"results {path}: entry {i} has bbox {box!r}, not [x, y, w, h]")
         if not _is_number(r["score"]):
-            raise ValueError(f"results {path}: entry {i} has a non-numeric score {r['score']!r}")
+            raise ValueError(
+                f"results {path}: entry {i} has score {r['score']!r}, not a finite number"
+            )
         if r["category_id"] not in cat_ids:
             raise ValueError(
                 f"results {path}: entry {i} has unknown category_id {r['category_id']}"
@@ -111,13 +152,46 @@ def _percent(value: float) -> float | None:
     return None if value == -1 else float(value) * 100
 
 
-def _bin_ap(ev: lvis.LVISEval, cat_ids: list[int]) -> float | None:
-    """Mean AP of a category subset, exactly as ``LVISEval._summarize`` does for r/c/f."""
-    position = {cat_id: i for i, cat_id in enumerate(ev.params.cat_ids)}
-    area_idx = ev.params.area_rng_lbl.index("all")
-    s = ev.eval["precision"][:, :, [position[c] for c in cat_ids], area_idx]
+def _mean_ap(
+    precision: numpy.ndarray, iou_idx: list[int], cat_idx: list[int], area_idx: int
+) -> float | None:
+    """Mean of the defined (> -1) entries of ``precision`` [iou threshold, recall threshold,
+    category, area range] over the given thresholds and categories, in percent, as
+    ``LVISEval._summarize`` averages; None where nothing is defined (LVIS's -1)."""
+    s = precision[iou_idx][:, :, cat_idx][..., area_idx]
     valid = s[s > -1]
     return float(numpy.mean(valid)) * 100 if valid.size else None
+
+
+def _summary(
+    precision: numpy.ndarray,
+    cat_ids: Sequence[int],
+    bins: list[list[int]],
+    frequency: Mapping[int, str] | None = None,
+) -> dict[str, float | None]:
+    """AP1..APk, and LVIS_KEYS if given each category's ``frequency``, from a precision array
+    whose category axis is ``cat_ids``, with the LVIS API's IoU thresholds and area ranges
+    (faster-coco-eval has the same)."""
+    params = lvis.eval.Params(iou_type="bbox")
+    every = list(range(len(params.iou_thrs)))
+    position = {cat_id: i for i, cat_id in enumerate(cat_ids)}
+
+    def ap(iou_idx: list[int] = every, cats: Sequence[int] = cat_ids, area: str = "all"):
+        cat_idx = [position[c] for c in cats]
+        return _mean_ap(precision, iou_idx, cat_idx, params.area_rng_lbl.index(area))
+
+    metrics = {}
+    if frequency is not None:
+        metrics["AP"] = ap()
+        for thr in (50, 75):
+            metrics[f"AP{thr}"] = ap(list(numpy.flatnonzero(params.iou_thrs == thr / 100)))
+        for area in params.area_rng_lbl[1:]:
+            metrics[f"AP{area[0]}"] = ap(area=area)
+        for group in params.img_count_lbl:
+            metrics[f"AP{group}"] = ap(cats=[c for c in cat_ids if frequency[c] == group])
+    for k, bin_cat_ids in enumerate(bins, start=1):
+        metrics[f"AP{k}"] = ap(cats=bin_cat_ids)
+    return metrics
 
 
 def _empty_metrics(gt: dict, bins: list[list[int]]) -> dict[str, float | None]:
@@ -155,20 +229,120 @@ def _quiet_lvis() -> Iterator[None]:
         lvis_logger.setLevel(level)
 
 
+def _top_per_image(results: list[dict], detections_per_img: int) -> list[dict]:
+    """Each image's ``detections_per_img`` best-scored detections, as the LVIS API keeps them
+    (``LVISResults.limit_dets_per_image``): a stable sort by decreasing score, so of tied
+    scores the one earlier in the results is kept; grouped by image in order of appearance."""
+    per_image = defaultdict(list)
+    for r in results:
+        per_image[r["image_id"]].append(r)
+    top = []
+    for dets in per_image.values():
+        if len(dets) > detections_per_img:
+            dets = sorted(dets, key=lambda r: r["score"], reverse=True)[:detections_per_img]
+        top.extend(dets)
+    return top
+
+
+def _lvis_metrics(
+    gt_json: Path, results: list[dict], detections_per_img: int, bins: list[list[int]]
+) -> dict[str, float | None]:
+    patch_lvis_numpy()
+    with _quiet_lvis():
+        lvis_gt = lvis.LVIS(str(gt_json))
+        lvis_dt = lvis.LVISResults(lvis_gt, results, max_dets=detections_per_img)
+        ev = lvis.LVISEval(lvis_gt, lvis_dt, iou_type="bbox")
+        ev.params.max_dets = detections_per_img
+        ev.run()
+    metrics = {key: _percent(ev.results[key]) for key in LVIS_KEYS}
+    return metrics | _summary(ev.eval["precision"], ev.params.cat_ids, bins)
+
+
+def _positive_area(area: float) -> bool:
+    """The LVIS API leaves out every annotation and detection whose area is not in (0, inf)."""
+    return 0 < area < math.inf
+
+
+def _faster_metrics(
+    gt: dict, gt_json: Path, results: list[dict], detections_per_img: int, bins: list[list[int]]
+) -> dict[str, float | None]:
+    """faster-coco-eval's LVIS mode, given the data as the LVIS API sees it.
+
+    faster-coco-eval applies ``maxDets`` per image and category, so each image is first cut to
+    its top ``detections_per_img`` as the LVIS API cuts it. The LVIS API ignores ``iscrowd`` (every
+    ground-truth box is an ordinary one) and leaves out boxes of area 0: so here too. Categories
+    are independent in the precision array, so they are evaluated a chunk at a time: memory
+    stays bounded (all at once, LVIS v1 val would take some 25 GB).
+    """
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    if any(a.get("ignore") for a in gt["annotations"]):
+        # faster-coco-eval derives "ignore" from "iscrowd", which also changes the IoU
+        raise ValueError(
+            f"ground truth {gt_json}: 'ignore' flags are honoured only by backend 'lvis'"
+        )
+    cat_ids = sorted(cat["id"] for cat in gt["categories"])
+    size = max(1, PAIRS_PER_CHUNK // max(1, len(gt["images"])))
+    chunk_of = {cat_id: i // size for i, cat_id in enumerate(cat_ids)}
+    chunks = range(math.ceil(len(cat_ids) / size))
+    gt_parts: list[list[dict]] = [[] for _ in chunks]
+    dt_parts: list[list[dict]] = [[] for _ in chunks]
+    for a in gt["annotations"]:
+        if _positive_area(a["area"]):
+            gt_parts[chunk_of[a["category_id"]]].append(a | {"iscrowd": 0})
+    # the records are updated in place: on LVIS val, copies would take gigabytes
+    for i, r in enumerate(_top_per_image(results, detections_per_img), start=1):
+        r["area"], r["id"] = r["bbox"][2] * r["bbox"][3], i
+        if _positive_area(r["area"]):
+            dt_parts[chunk_of[r["category_id"]]].append(r)
+
+    def dataset(annotations: list[dict]) -> COCO:
+        data = {"images": gt["images"], "categories": gt["categories"], "annotations": annotations}
+        return COCO(data, print_function=_ignore)
+
+    precision = []
+    for k in chunks:
+        ev = COCOeval_faster(
+            dataset(gt_parts[k]),
+            dataset(dt_parts[k]),
+            iouType="bbox",
+            lvis_style=True,
+            print_function=_ignore,
+        )
+        ev.params.catIds = cat_ids[k * size : (k + 1) * size]
+        ev.params.maxDets = [detections_per_img]
+        ev.evaluate()
+        ev.accumulate()
+        precision.append(ev.eval["precision"][..., -1])  # the last (only) maxDets
+        del ev
+    frequency = {cat["id"]: cat["frequency"] for cat in gt["categories"]}
+    return _summary(numpy.concatenate(precision, axis=2), cat_ids, bins, frequency)
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    """A print function that prints nothing."""
+
+
 def evaluate(
     gt_json: Path,
     results_json: Path,
     instance_counts: dict[int, int],
     edges: Sequence[int] = (10, 100, 1000),
-    max_dets: int = 300,
+    detections_per_img: int = 300,
+    backend: str = "faster",
 ) -> dict[str, float | None]:
     """LVIS bbox metrics in percent, plus AP1..AP{len(edges)+1} by training instance count.
 
-    A metric with no ground truth to score against (LVIS's -1, or an empty bin) is None.
+    ``backend`` is ``faster`` (faster-coco-eval) or ``lvis`` (the LVIS API); both give the same
+    numbers. A metric with no ground truth to score against (LVIS's -1, or an empty bin) is None.
     Raises ValueError for a missing, non-JSON or malformed ground-truth or results file.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown evaluation backend {backend!r}: expected one of {BACKENDS}")
+    if detections_per_img < 1:
+        raise ValueError(f"detections_per_img must be at least 1, got {detections_per_img}")
     gt_json, results_json = Path(gt_json), Path(results_json)
-    gt = _load_json(gt_json, "ground truth")
+    gt = _load_json(gt_json, "ground truth", object_hook=_drop_segmentation)
     _check_gt(gt, gt_json)
     results = _load_json(results_json, "results")
     _check_results(results, gt, results_json)
@@ -176,20 +350,14 @@ def evaluate(
 
     if not results:  # the LVIS API fails on an empty results list
         metrics = _empty_metrics(gt, bins)
+    elif backend == "lvis":
+        metrics = _lvis_metrics(gt_json, results, detections_per_img, bins)
     else:
-        patch_lvis_numpy()
-        with _quiet_lvis():
-            lvis_gt = lvis.LVIS(str(gt_json))
-            lvis_dt = lvis.LVISResults(lvis_gt, results, max_dets=max_dets)
-            ev = lvis.LVISEval(lvis_gt, lvis_dt, iou_type="bbox")
-            ev.params.max_dets = max_dets
-            ev.run()
-        metrics = {key: _percent(ev.results[key]) for key in LVIS_KEYS}
-        for k, cat_ids in enumerate(bins, start=1):
-            metrics[f"AP{k}"] = _bin_ap(ev, cat_ids)
+        metrics = _faster_metrics(gt, gt_json, results, detections_per_img, bins)
 
     log.info(
-        "LVIS bbox eval of %s (%d detections): %s",
+        "LVIS bbox eval (%s) of %s (%d detections): %s",
+        backend,
         results_json,
         len(results),
         " ".join(f"{k}={'-' if v is None else f'{v:.2f}'}" for k, v in metrics.items()),
@@ -200,3 +368,37 @@ def evaluate(
 def write_metrics(metrics: Mapping[str, Any], path: Path) -> None:
     """Write metrics as JSON, atomically; NaN is refused (undefined values are null)."""
     write_text_atomic(path, json.dumps(dict(metrics), indent=1, allow_nan=False) + "\n")
+
+
+def evaluate_job(
+    annotations: Path,
+    detections: Path,
+    counts: Path,
+    edges: Sequence[int],
+    detections_per_img: int,
+    backend: str,
+    out: Path,
+) -> None:
+    """``evaluate`` with the training counts CSV (at most ``detections_per_img`` per image),
+    written as a metrics JSON file."""
+    from bags.data.counts import read_counts
+
+    table = read_counts(counts)
+    instance_counts = dict(zip(table["category_id"], table["instance_count"]))
+    metrics = evaluate(annotations, detections, instance_counts, edges, detections_per_img, backend)
+    write_metrics(metrics, out)
+
+
+def read_metrics(path: Path | str, required: Sequence[str] = ()) -> dict[str, float | None]:
+    """A metrics JSON as ``write_metrics`` writes it (finite numbers or null, by name); the
+    ``required`` metrics must be there and not null."""
+    path = Path(path)
+    metrics = _load_json(path, "metrics")
+    if not isinstance(metrics, dict) or not all(
+        value is None or _is_number(value) for value in metrics.values()
+    ):
+        raise ValueError(f"metrics {path}: expected a JSON object of finite numbers or null")
+    missing = [key for key in required if metrics.get(key) is None]
+    if missing:
+        raise ValueError(f"metrics {path}: no value for {', '.join(missing)}")
+    return metrics

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import torch
 
@@ -166,3 +167,46 @@ def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT
         bins=tuple((lows[k], highs[k]) for k in kept),
         edges=edges,
     )
+
+
+def _check_beta(beta: object) -> float:
+    """BAGS's beta as a number: > 0 and finite, or "all" (infinity)."""
+    if beta == "all":
+        return float("inf")
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < float("inf"):
+        raise ValueError(f"'beta' must be a positive number or 'all', got {beta!r}")
+    return float(beta)
+
+
+def groups_document(
+    category_ids: Sequence[int], instance_counts: Sequence[int], edges: Sequence[int], beta
+) -> str:
+    """The groups file: the groups of these categories' counts, with beta and category ids."""
+    _check_beta(beta)
+    document = json.loads(assign_groups(instance_counts, edges).to_json())
+    document["beta"] = beta
+    document["category_ids"] = [int(c) for c in category_ids]
+    return json.dumps(document, indent=1)
+
+
+def read_groups_file(text: str, category_ids: Sequence[int]) -> tuple[Groups, float]:
+    """Groups and beta (inf for "all") from a groups file made for ``category_ids``."""
+    groups = Groups.from_json(text)
+    data = json.loads(text)
+    if data.get("category_ids") != [int(c) for c in category_ids]:
+        raise ValueError("the groups file was made for other categories")
+    if "beta" not in data:
+        raise ValueError("the groups file has no 'beta'")
+    return groups, _check_beta(data["beta"])
+
+
+def write_groups(counts_file: Path, edges: Sequence[int], beta, out: Path) -> Groups:
+    """The groups file of a counts CSV (see ``groups_document``)."""
+    from bags.data.counts import read_counts
+    from bags.io import write_text_atomic
+
+    counts = read_counts(counts_file)
+    ids, instances = counts["category_id"].tolist(), counts["instance_count"].tolist()
+    text = groups_document(ids, instances, edges, beta)
+    write_text_atomic(out, text)
+    return Groups.from_json(text)

@@ -1,7 +1,6 @@
-"""Classification losses of the comparison methods (bags-spec section 7), on (N, C + 1) logits.
-
-Column 0 is background; labels lie in 0..C. Class statistics are given for classes 1..C.
-"""
+"""Classification losses of the comparison methods (bags-spec section 7), on (N, C + 1) logits
+(column 0 background; EQL's have no background column). Labels lie in 0..C; class statistics
+are given for classes 1..C."""
 
 from __future__ import annotations
 
@@ -27,14 +26,17 @@ def reweight_weights(counts: Sequence[int], low: float = 0.1, high: float = 5.0)
     return torch.cat([torch.ones(1, dtype=torch.float64), weights]).float()
 
 
-def class_balanced_weights(counts: Sequence[int], beta: float = 0.999) -> torch.Tensor:
-    """(C + 1,) Cui et al.: w_c = (1 - b) / (1 - b^n_c), normalised to mean 1 over the classes;
-    background 1."""
+def effective_number_weights(
+    counts: Sequence[int], beta: float = 0.999, low: float = 0.1, high: float = 5.0
+) -> torch.Tensor:
+    """(C + 1,) Cui et al.'s class-balanced weights as the reference's re-weight-cls row uses
+    them: w_c = (1 - b) / (1 - b^n_c), normalised to mean 1 over the classes, clipped to
+    [low, high]; background 1."""
     if not 0 < beta < 1:
-        raise ValueError(f"class-balanced beta must lie in (0, 1), got {beta}")
-    n = _positive_counts(counts, "class_balanced").clamp(min=1)
+        raise ValueError(f"effective-number beta must lie in (0, 1), got {beta}")
+    n = _positive_counts(counts, "effective_number").clamp(min=1)
     weights = (1 - beta) / (1 - beta**n)
-    weights = weights / weights.mean()
+    weights = (weights / weights.mean()).clamp(low, high)
     return torch.cat([torch.ones(1, dtype=torch.float64), weights]).float()
 
 
@@ -46,32 +48,25 @@ def weighted_cross_entropy(
     return (per_roi * weights.to(logits.device)[labels]).mean()
 
 
-def softmax_focal_loss(
-    logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0
-) -> torch.Tensor:
-    """-(1 - p_y)^gamma log p_y, averaged over the RoIs."""
-    log_p = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
-    return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
-
-
 def eql_threshold(
     image_counts: Sequence[int], num_images: int, lam: float = 1.76e-3
 ) -> torch.Tensor:
-    """(C + 1,) T_lambda(f_j): 1 for a class whose frequency f_j (the share of training images
-    that contain it, as Tan et al. define it) is below lambda; 0 for the others and background."""
+    """(C,) T_lambda(f_j): 1 for a class whose frequency f_j (the share of training images that
+    contain it, as Tan et al. define it) is below lambda, else 0."""
     n = _positive_counts(image_counts, "eql")
     if num_images < 1:
         raise ValueError(f"eql: num_images must be >= 1, got {num_images}")
-    frequency = n / num_images
-    return torch.cat([torch.zeros(1, dtype=torch.float64), (frequency < lam).double()]).float()
+    return (n / num_images < lam).float()
 
 
 def equalization_loss(
     logits: torch.Tensor, labels: torch.Tensor, threshold: torch.Tensor
 ) -> torch.Tensor:
-    """EQL (Tan et al.): sigmoid cross-entropy over the C + 1 columns, where the negative term of
-    a rare class j is dropped for foreground RoIs: w_j = 1 - E(r) T(f_j) (1 - y_j)."""
-    target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    """EQL (Tan et al.) on (N, C) logits without a background column: sigmoid cross-entropy
+    against the one-hot label (all zeros for background), where the negative term of a rare
+    class j is dropped for foreground RoIs, w_j = 1 - E(r) T(f_j) (1 - y_j); summed and
+    divided by the number of RoIs."""
+    target = F.one_hot(labels, logits.shape[1] + 1)[:, 1:].to(logits.dtype)
     foreground = (labels > 0).to(logits.dtype)[:, None]
     weight = 1 - foreground * threshold.to(logits.device)[None, :] * (1 - target)
     loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")

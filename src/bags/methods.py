@@ -1,30 +1,43 @@
-"""Long-tail methods as named pieces: a classification rule (its loss and scores) and which
-images an epoch visits. A method in the config names one of each, with options.
+"""Long-tail methods as named pieces: a classification rule (its loss and scores), which images
+an epoch visits, and post-hoc changes to a trained classifier. A method in the config names a
+loss and a sampler (with options), or a post-hoc rule.
 
 Adding a method is one function here, registered under a name the config then uses:
 
     @loss("my_loss")
-    def my_loss(stats: TrainingStats, options: dict) -> Classifier: ...
+    def my_loss(stats: TrainingStats, options: dict) -> SoftmaxClassifier: ...
+
+    @posthoc("my_rule")
+    def my_rule(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData): ...
 """
 
 from __future__ import annotations
 
+import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
+from torchvision.models.detection import FasterRCNN
 
 from bags.classifiers import (
-    Classifier,
     EqualizationClassifier,
-    FocalClassifier,
     GroupSoftmaxClassifier,
+    NearestClassMean,
+    SigmoidFocalClassifier,
     SoftmaxClassifier,
+    TauNormSelect,
     WeightedSoftmaxClassifier,
 )
-from bags.groups import Groups, assign_groups
-from bags.losses import class_balanced_weights, eql_threshold, reweight_weights
+from bags.data.dataset import DetectionDataset
+from bags.detector import classification_layer, set_classifier
+from bags.groups import assign_groups
+from bags.losses import effective_number_weights, eql_threshold, reweight_weights
+from bags.posthoc import class_centres, tau_normalize
 from bags.sampling import class_balanced_indices, repeat_factors, repeated_indices, tail_images
 
 
@@ -35,6 +48,7 @@ class TrainingStats:
     instance_counts: list[int]  # per class, as the groups are made from (the counts file)
     image_counts: list[int]  # per class: training images that contain it
     image_classes: list[list[int]]  # per training image: its box labels
+    category_ids: list[int] | None = None  # the dataset's id of each class, when known
 
     @property
     def num_classes(self) -> int:
@@ -42,21 +56,53 @@ class TrainingStats:
 
     @classmethod
     def from_images(
-        cls, instance_counts: list[int], image_classes: list[list[int]]
+        cls,
+        instance_counts: list[int],
+        image_classes: list[list[int]],
+        category_ids: list[int] | None = None,
     ) -> TrainingStats:
         """Image counts follow from each image's labels."""
         image_counts = [0] * len(instance_counts)
         for classes in image_classes:
             for c in set(classes):
                 image_counts[c - 1] += 1
-        return cls(instance_counts, image_counts, image_classes)
+        return cls(instance_counts, image_counts, image_classes, category_ids)
+
+    @classmethod
+    def from_dataset(cls, dataset: DetectionDataset, counts: pd.DataFrame) -> TrainingStats:
+        """The dataset's images with the instance counts of its counts file (what the groups
+        are made from)."""
+        ids = [c["id"] for c in dataset.categories]
+        if counts["category_id"].tolist() != ids:
+            raise ValueError(
+                f"the counts were made for other categories than {dataset.annotation_file}"
+            )
+        image_classes = [labels.tolist() for _, labels in dataset.targets]
+        return cls.from_images(counts["instance_count"].tolist(), image_classes, ids)
 
 
 # An epoch's images: (seed, epoch) -> image indices, or None for every image once.
 EpochImages = Callable[[int, int], list[int]] | None
 
+
+@dataclass(frozen=True)
+class PosthocData:
+    """What post-hoc rules may read besides the model: the training images (class centres), and
+    held-out training images to choose a setting on, with what evaluating them needs."""
+
+    train: DetectionDataset | None = None
+    heldout: DetectionDataset | None = None
+    instance_counts: dict[int, int] | None = None
+    edges: list[int] | None = None
+    device: torch.device | None = None
+
+
+Classifier = SoftmaxClassifier
+# A post-hoc rule changes the model in place; it may return a log of what it tried.
+PostHoc = Callable[[FasterRCNN, TrainingStats, dict, PosthocData], list[dict] | None]
 LOSSES: dict[str, Callable[[TrainingStats, dict], Classifier]] = {}
 SAMPLERS: dict[str, Callable[[TrainingStats, dict], EpochImages]] = {}
+POSTHOC: dict[str, PostHoc] = {}
 
 
 def loss(name: str):
@@ -79,11 +125,44 @@ def sampler(name: str):
     return register
 
 
+def posthoc(name: str):
+    """Register a post-hoc rule: ``(model, stats, options, data)`` changes ``model`` in place."""
+
+    def register(function):
+        POSTHOC[name] = function
+        return function
+
+    return register
+
+
 def _options(options: dict, allowed: Sequence[str], what: str) -> dict:
     unknown = set(options) - set(allowed)
     if unknown:
         raise ValueError(f"{what}: unknown option(s) {sorted(unknown)}; known: {sorted(allowed)}")
     return options
+
+
+def _number(
+    options: dict,
+    key: str,
+    default: float,
+    what: str,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_allowed: bool = False,
+) -> float:
+    """Option ``key`` (or ``default``): a finite number above ``low`` (or equal to it, with
+    ``low_allowed``) and below ``high``."""
+    value = options.get(key, default)
+    fits = False
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        fits = (low <= value if low_allowed else low < value) and value < high
+    if not fits:
+        bounds = f"{'>=' if low_allowed else '>'} {low:g}"
+        if high != math.inf:
+            bounds += f" and < {high:g}"
+        raise ValueError(f"{what}: option {key!r} must be a number {bounds}, got {value!r}")
+    return value
 
 
 @loss("softmax")
@@ -96,35 +175,55 @@ def softmax(stats: TrainingStats, options: dict) -> Classifier:
 def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
     """BAGS; ``edges`` bin the classes by instance count, ``beta`` is a number or "all"."""
     _options(options, ["edges", "beta"], "bags")
-    groups = assign_groups(stats.instance_counts, options.get("edges", [10, 100, 1000]))
-    beta = options.get("beta", 8)
-    return GroupSoftmaxClassifier(groups, float("inf") if beta == "all" else float(beta))
+    edges = options.get("edges", [10, 100, 1000])
+    if not isinstance(edges, list) or not all(isinstance(e, int) for e in edges):
+        raise ValueError(f"bags: option 'edges' must be a list of integers, got {edges!r}")
+    groups = assign_groups(stats.instance_counts, edges)
+    beta = math.inf if options.get("beta") == "all" else _number(options, "beta", 8, "bags")
+    return GroupSoftmaxClassifier(groups, beta)
 
 
 @loss("reweight")
 def reweight(stats: TrainingStats, options: dict) -> Classifier:
+    """The reference's re-weight row: w = (1/n) / mean(1/n), clipped to [low, high]."""
     _options(options, ["low", "high"], "reweight")
-    return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, **options))
+    low, high = _number(options, "low", 0.1, "reweight"), _number(options, "high", 5.0, "reweight")
+    if low > high:
+        raise ValueError(f"reweight: option 'low' {low} is above 'high' {high}")
+    return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, low, high))
 
 
-@loss("class_balanced")
-def class_balanced(stats: TrainingStats, options: dict) -> Classifier:
-    _options(options, ["beta"], "class_balanced")
-    return WeightedSoftmaxClassifier(class_balanced_weights(stats.instance_counts, **options))
+@loss("effective_number")
+def effective_number(stats: TrainingStats, options: dict) -> Classifier:
+    """The reference's re-weight-cls row: Cui et al.'s weights (``class_beta``), clipped."""
+    _options(options, ["class_beta", "low", "high"], "effective_number")
+    beta = _number(options, "class_beta", 0.999, "effective_number", high=1.0)
+    low = _number(options, "low", 0.1, "effective_number")
+    high = _number(options, "high", 5.0, "effective_number")
+    if low > high:
+        raise ValueError(f"effective_number: option 'low' {low} is above 'high' {high}")
+    return WeightedSoftmaxClassifier(
+        effective_number_weights(stats.instance_counts, beta, low, high)
+    )
 
 
 @loss("focal")
 def focal(stats: TrainingStats, options: dict) -> Classifier:
-    _options(options, ["gamma"], "focal")
-    return FocalClassifier(stats.num_classes, **options)
+    """The reference's focal loss: sigmoid focal loss (``alpha``, ``gamma``), softmax scores."""
+    _options(options, ["alpha", "gamma"], "focal")
+    alpha = _number(options, "alpha", 0.25, "focal", low_allowed=True, high=1.0 + 1e-12)
+    gamma = _number(options, "gamma", 2.0, "focal", low_allowed=True)
+    return SigmoidFocalClassifier(stats.num_classes, alpha, gamma)
 
 
 @loss("eql")
 def equalization(stats: TrainingStats, options: dict) -> Classifier:
-    """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3)."""
-    _options(options, ["lam"], "eql")
-    threshold = eql_threshold(stats.image_counts, len(stats.image_classes), **options)
-    return EqualizationClassifier(threshold)
+    """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3), ``prior`` the initial score."""
+    _options(options, ["lam", "prior"], "eql")
+    lam = _number(options, "lam", 1.76e-3, "eql")
+    prior = _number(options, "prior", 0.001, "eql", high=1.0)
+    threshold = eql_threshold(stats.image_counts, len(stats.image_classes), lam)
+    return EqualizationClassifier(threshold, prior)
 
 
 @sampler("uniform")
@@ -143,7 +242,7 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 def repeat_factor(stats: TrainingStats, options: dict) -> EpochImages:
     """LVIS repeat-factor sampling with threshold ``t``."""
     _options(options, ["t"], "rfs sampler")
-    factors = repeat_factors(stats.image_classes, options.get("t", 0.001))
+    factors = repeat_factors(stats.image_classes, _number(options, "t", 0.001, "rfs sampler"))
     return lambda seed, epoch: repeated_indices(factors, _generator(seed, epoch))
 
 
@@ -161,7 +260,7 @@ def class_balanced_images(stats: TrainingStats, options: dict) -> EpochImages:
 def tail(stats: TrainingStats, options: dict) -> EpochImages:
     """Only images with a class of fewer than ``below`` training instances."""
     _options(options, ["below"], "tail sampler")
-    below = options.get("below", 100)
+    below = _number(options, "below", 100, "tail sampler")
     classes = {c + 1 for c, n in enumerate(stats.instance_counts) if n < below}
     images = tail_images(stats.image_classes, classes)
     if not images:
@@ -169,15 +268,99 @@ def tail(stats: TrainingStats, options: dict) -> EpochImages:
     return lambda seed, epoch: list(images)
 
 
+@posthoc("tau_norm")
+def tau_norm(
+    model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
+) -> list[dict] | None:
+    """Row 12: the class rows of the last layer divided by their norm^``tau``; given ``taus``
+    instead, the one of them with the best AP on the held-out training images (never val)."""
+    _options(options, ["tau", "taus"], "tau_norm")
+    if "taus" not in options:
+        tau = _number(options, "tau", 1.0, "tau_norm", low_allowed=True)
+        _set_tau(model, classification_layer(model), tau)
+        return None
+    taus = options["taus"]
+    if not isinstance(taus, list) or not taus:
+        raise ValueError(f"tau_norm: 'taus' must be a list of numbers >= 0, got {taus!r}")
+    if data.heldout is None:
+        raise ValueError("tau_norm: choosing among 'taus' needs held-out training images")
+    original, log = classification_layer(model), []
+    for tau in taus:
+        tau = _number({"tau": tau}, "tau", 0, "tau_norm: 'taus'", low_allowed=True)
+        _set_tau(model, original, tau)
+        log.append({"tau": tau, "heldout_AP": _heldout_ap(model, data)})
+    best = max(
+        log, key=lambda row: -math.inf if math.isnan(row["heldout_AP"]) else row["heldout_AP"]
+    )
+    _set_tau(model, original, best["tau"])
+    return [{**row, "chosen": row is best} for row in log]
+
+
+def _set_tau(model: FasterRCNN, layer: torch.nn.Linear, tau: float) -> None:
+    rows = model.roi_heads.classifier.class_rows
+    model.roi_heads.box_predictor.cls_score = tau_normalize(layer, tau, rows)
+
+
+def _heldout_ap(model: FasterRCNN, data: PosthocData) -> float:
+    """The model's AP on the held-out images (NaN where nothing can be scored)."""
+    from bags.engine.infer import predict_to_file
+    from bags.evaluation import evaluate
+
+    with tempfile.TemporaryDirectory() as scratch:
+        detections = Path(scratch) / "heldout_detections.json"
+        predict_to_file(model, data.heldout, detections, device=data.device)
+        metrics = evaluate(
+            data.heldout.annotation_file, detections, data.instance_counts, data.edges
+        )
+    return math.nan if metrics["AP"] is None else metrics["AP"]
+
+
+@posthoc("tau_norm_select")
+def tau_norm_select(
+    model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
+) -> None:
+    """Row 13: tau-norm's scores for RoIs it assigns to a class with < ``below`` instances."""
+    _options(options, ["tau", "below"], "tau_norm_select")
+    rows = model.roi_heads.classifier.class_rows
+    normed = tau_normalize(classification_layer(model), float(options.get("tau", 1.0)), rows)
+    selected = torch.tensor(stats.instance_counts) < options.get("below", 100)
+    set_classifier(model, TauNormSelect(normed, selected), **_scoring(model))
+
+
+def _nearest_class_mean(source: str):
+    def rule(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData) -> None:
+        _options(options, [], f"ncm_{source}")
+        if data.train is None:
+            raise ValueError("nearest class mean needs the training images")
+        centres = class_centres(model, data.train, source, device=data.device).to(
+            classification_layer(model).weight.device
+        )
+        set_classifier(model, NearestClassMean(centres, source), **_scoring(model))
+
+    rule.__doc__ = f"NCM on the {source} features of the training boxes (rows 10 and 11)."
+    return rule
+
+
+posthoc("ncm_fc")(_nearest_class_mean("fc"))
+posthoc("ncm_conv")(_nearest_class_mean("pooled"))
+
+
+def _scoring(model: FasterRCNN) -> dict[str, Any]:
+    heads = model.roi_heads
+    return {"score_thresh": heads.score_thresh, "detections_per_img": heads.detections_per_img}
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """One method's rule and sampler, as the config names them."""
+    """One method's rule and sampler, or its post-hoc rule, as the config names them."""
 
     loss: str = "softmax"
     loss_options: dict[str, Any] | None = None
     sampler: str = "uniform"
     sampler_options: dict[str, Any] | None = None
-    new_layer: bool = False  # a fresh last layer instead of the starting model's
+    last_layer: str = "loaded"  # or "fresh": a new last layer instead of the starting model's
+    posthoc: str | None = None
+    posthoc_options: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, document: dict) -> MethodSpec:
@@ -185,11 +368,25 @@ class MethodSpec:
             spec = cls(**document)
         except TypeError as error:
             raise ValueError(f"method settings: {error}") from error
+        for key, kind in (("loss", str), ("sampler", str), ("new_layer", bool)):
+            if not isinstance(getattr(spec, key), kind):
+                raise ValueError(f"method settings: {key!r} must be a {kind.__name__}")
+        for key in ("loss_options", "sampler_options"):
+            if not isinstance(getattr(spec, key), dict | None):
+                raise ValueError(f"method settings: {key!r} must be an object of options")
         if spec.loss not in LOSSES:
             raise ValueError(f"unknown loss {spec.loss!r}; known: {sorted(LOSSES)}")
         if spec.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {spec.sampler!r}; known: {sorted(SAMPLERS)}")
+        if spec.posthoc is not None and spec.posthoc not in POSTHOC:
+            raise ValueError(f"unknown post-hoc rule {spec.posthoc!r}; known: {sorted(POSTHOC)}")
+        if spec.last_layer not in ("fresh", "loaded"):
+            raise ValueError(f"last_layer must be 'fresh' or 'loaded', got {spec.last_layer!r}")
         return spec
+
+    @property
+    def new_layer(self) -> bool:
+        return self.last_layer == "fresh"
 
     def classifier(self, stats: TrainingStats) -> Classifier:
         return LOSSES[self.loss](stats, dict(self.loss_options or {}))
@@ -197,26 +394,10 @@ class MethodSpec:
     def epoch_images(self, stats: TrainingStats) -> EpochImages:
         return SAMPLERS[self.sampler](stats, dict(self.sampler_options or {}))
 
-
-def scoring_meta(classifier: Classifier) -> dict[str, Any]:
-    """What a model file records to score detections as ``classifier`` does."""
-    if isinstance(classifier, GroupSoftmaxClassifier):
-        beta = "all" if classifier.beta == float("inf") else classifier.beta
-        return {"classifier": "bags", "groups": classifier.groups.to_json(), "beta": beta}
-    if isinstance(classifier, EqualizationClassifier):
-        return {"classifier": "sigmoid"}
-    return {"classifier": "softmax"}
-
-
-def scoring_classifier(meta: dict[str, Any]) -> Classifier:
-    """A classifier that scores as the one ``meta`` was trained with (its loss is not kept)."""
-    kind = meta["classifier"]
-    if kind == "bags":
-        beta = meta.get("beta", 8.0)
-        beta = float("inf") if beta == "all" else float(beta)
-        return GroupSoftmaxClassifier(Groups.from_json(meta["groups"]), beta)
-    if kind == "sigmoid":
-        return EqualizationClassifier(torch.zeros(meta["num_classes"] + 1))
-    if kind == "softmax":
-        return SoftmaxClassifier(meta["num_classes"])
-    raise ValueError(f"unknown classifier {kind!r}; known: softmax, bags, sigmoid")
+    def apply_posthoc(
+        self, model: FasterRCNN, stats: TrainingStats, data: PosthocData
+    ) -> list[dict]:
+        """Apply the post-hoc rule to ``model``; what it tried, if it chose among settings."""
+        if self.posthoc is None:
+            raise ValueError("this method has no post-hoc rule")
+        return POSTHOC[self.posthoc](model, stats, dict(self.posthoc_options or {}), data) or []

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
 from bags.batched import select_training_samples
-from bags.classifiers import Classifier
+from bags.classifiers import RoIFeatures, SoftmaxClassifier
 
 Detections = list[dict[str, torch.Tensor]]
 
@@ -23,10 +24,18 @@ def box_regression_loss(
     return loss / max(labels.numel(), 1)
 
 
+def mlp_features(head: TwoMLPHead, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's two-layer box head, returning its last fc layer before and after the ReLU."""
+    if not isinstance(head, TwoMLPHead):
+        raise ValueError(f"expected torchvision's TwoMLPHead box head, got {type(head).__name__}")
+    before = head.fc7(F.relu(head.fc6(pooled.flatten(1))))
+    return before, F.relu(before)
+
+
 class LongTailRoIHeads(RoIHeads):
     """Box-only RoI heads with a pluggable classification rule (no mask or keypoint branch)."""
 
-    def __init__(self, classifier: Classifier, *args, **kwargs) -> None:
+    def __init__(self, classifier: SoftmaxClassifier, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.classifier = classifier
 
@@ -34,7 +43,7 @@ class LongTailRoIHeads(RoIHeads):
     def from_roi_heads(
         cls,
         heads: RoIHeads,
-        classifier: Classifier,
+        classifier: SoftmaxClassifier,
         score_thresh: float | None = None,
         detections_per_img: int = 300,
     ) -> LongTailRoIHeads:
@@ -67,7 +76,8 @@ class LongTailRoIHeads(RoIHeads):
             proposals, labels, regression_targets = select_training_samples(
                 self, proposals, targets
             )
-        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        pooled = self.box_roi_pool(features, proposals, image_shapes)
+        before_relu, box_features = mlp_features(self.box_head, pooled)
         class_logits, box_regression = self.box_predictor(box_features)
         if self.training:
             labels = torch.cat(labels)
@@ -79,16 +89,18 @@ class LongTailRoIHeads(RoIHeads):
             }
             return [], losses
         boxes, scores, labels = self.postprocess_detections(
-            class_logits, box_regression, proposals, image_shapes
+            class_logits, box_regression, proposals, image_shapes, RoIFeatures(pooled, before_relu)
         )
         detections = [
             {"boxes": b, "labels": lab, "scores": s} for b, s, lab in zip(boxes, scores, labels)
         ]
         return detections, {}
 
-    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
+    def postprocess_detections(  # type: ignore[override]
+        self, class_logits, box_regression, proposals, image_shapes, features=None
+    ):
         """Per-class boxes above ``score_thresh``, per-class NMS, top ``detections_per_img``."""
-        scores_all = self.classifier.scores(class_logits)
+        scores_all = self.classifier.scores(class_logits, features)
         num_columns = scores_all.shape[1]
         boxes_all = self.box_coder.decode(box_regression, proposals)
         per_image = [len(p) for p in proposals]

@@ -1,74 +1,108 @@
+import itertools
 import json
 import os
 import re
+from pathlib import Path
+
+import jsonschema
+import yaml
 
 EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
 RES = config["resources"]
-
 SEEDS = config["seeds"]
-METHODS = {
-    name: {
-        "tables": ["comparison"],
-        "init": "scratch",
-        "loss": "softmax",
-        "loss_options": {},
-        "sampler": "uniform",
-        "sampler_options": {},
-        "new_layer": False,
-        **entry,
-    }
-    for name, entry in config["methods"].items()
-    if name not in config["skip"]
-}
-_unknown = set(config["skip"]) - set(config["methods"])
-if _unknown:
-    raise ValueError(f"config: skip names no method {sorted(_unknown)}")
-_labels = [m["label"] for m in METHODS.values()]
-for _label in _labels:
-    if _labels.count(_label) > 1 or set(_label) & set("='"):
-        raise ValueError(
-            f"config: method labels must be unique, without = or ': {_label!r}"
-        )
-if "baseline" not in METHODS:
-    raise ValueError(
-        "config: the baseline cannot be skipped; every other method builds on it"
-    )
+SCHEMA = yaml.safe_load(
+    Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
+)
 TABLES = ["comparison", "ablation_groups", "ablation_beta", "ablation_finetune"]
 
 
-def settings_of(name):
-    """A method's training settings: its schedule section with its overrides."""
-    entry = METHODS[name]
-    schedule = entry.get(
-        "schedule", "bags" if entry["init"] == "baseline" else "baseline"
-    )
-    return {**config[schedule], **entry.get("settings", {})}
+def config_error(message):
+    raise ValueError(f"config: {message}")
 
 
-def spec_of(name):
-    """What `bags train` and `bags head` take as --method (BAGS gets the config's groups)."""
-    entry = METHODS[name]
-    options = dict(entry["loss_options"])
-    if entry["loss"] == "bags":
-        options = {"edges": config["groups"]["edges"], "beta": config["groups"]["beta"]}
-        options.update(entry["loss_options"])
-    keys = ("loss", "sampler", "sampler_options", "new_layer")
-    return {"loss_options": options, **{k: entry[k] for k in keys}}
+def check_edges(edges, where):
+    if any(a >= b for a, b in itertools.pairwise(edges)):
+        config_error(f"{where}: edges must be strictly increasing, got {edges}")
 
 
-def is_cached(name):
-    """Classifier-level methods run on the frozen baseline's cached features."""
-    entry = METHODS[name]
-    level = "posthoc" in entry or settings_of(name).get("trainable") == "classifier"
-    return entry["init"] == "baseline" and level and config["feature_cache"]
-
-
-for _name, _entry in METHODS.items():
-    if "posthoc" in _entry and not is_cached(_name):
-        raise ValueError(
-            f"config: method {_name!r} is post-hoc; it needs init: baseline and feature_cache"
+def settings_of(entry):
+    """A row's training settings: its schedule section with its overrides and what it trains."""
+    schedule = entry["schedule"]
+    if schedule not in config["schedules"]:
+        config_error(
+            f"no schedule {schedule!r} in `schedules` (known: {sorted(config['schedules'])})"
         )
+    settings = {**config["schedules"][schedule], **entry["settings"]}
+    try:
+        jsonschema.validate(settings, SCHEMA["definitions"]["schedule"])
+    except jsonschema.ValidationError as error:
+        config_error(
+            f"schedule {schedule!r} with the method's settings: {error.message}"
+        )
+    return {**settings, "trainable": entry["train"]}
+
+
+def groups_of(entry):
+    """The BAGS groups a row uses: the config's, with the row's overrides."""
+    return {**config["groups"], **entry.get("groups", {})}
+
+
+def path_of(entry):
+    """How a row is made: `posthoc` (the baseline's classifier changed, then inference), `head`
+    (its last layer trained on the baseline's cached features) or `train` (the training loop).
+    """
+    if entry["train"] == "none":
+        return "posthoc"
+    if (
+        entry["train"] == "classifier"
+        and entry["start"] == "baseline"
+        and config["feature_cache"]
+    ):
+        return "head"
+    return "train"
+
+
+METHODS = config["methods"]
+# The balanced model of Figure 1 (COCO's role): the balanced set's softmax detector.
+BALANCED = {
+    "label": "balanced",
+    "start": "scratch",
+    "train": "all",
+    "last_layer": "fresh",
+    "schedule": "pretrain",
+    "settings": {},
+    "loss": "softmax",
+    "loss_options": {},
+    "sampler": "uniform",
+    "sampler_options": {},
+}
+_labels = [m["label"] for m in METHODS.values()]
+for _name, _entry in METHODS.items():
+    if _labels.count(_entry["label"]) > 1:
+        config_error(f"method labels must be unique: {_entry['label']!r}")
+    if _name == "baseline" and _entry["start"] == "baseline":
+        config_error("the baseline cannot start from itself")
+    if _entry["start"] == "balanced" and "pretrain" not in config["schedules"]:
+        if config["datasets"]["balanced"]["source"] != "coco_pretrained":
+            config_error(
+                "a row starts from the balanced model: add a `pretrain` schedule"
+            )
+    if _entry["loss"] == "bags":
+        check_edges(groups_of(_entry)["edges"], f"method {_name}")
+    if path_of(_entry) != "posthoc":
+        settings_of(_entry)
+check_edges(config["groups"]["edges"], "groups")
+if "bags" not in METHODS or METHODS["bags"]["loss"] != "bags":
+    config_error("the claims and figures need a method `bags` with loss: bags")
+
+
+def entry_of(dataset, method):
+    return BALANCED if dataset == "balanced" else METHODS[method]
+
+
+def methods_by_path(path):
+    return [n for n, m in METHODS.items() if path_of(m) == path]
 
 
 def methods_in(table):
@@ -80,70 +114,64 @@ def pattern(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
-CACHED = [n for n in METHODS if is_cached(n)]
-TRAINED = [n for n in METHODS if n not in CACHED]
-
-
 def run_file(dataset, name, seed, file):
     return f"{EXP}/runs/{dataset}/{name}/seed{seed}/{file}"
 
 
 def metrics_of(names):
-    return {
-        name: [run_file("longtail", name, seed, "metrics.json") for seed in SEEDS]
-        for name in names
-    }
+    return [
+        run_file("longtail", n, seed, "metrics.json") for n in names for seed in SEEDS
+    ]
 
 
 def named_metrics(names):
     """`label=path` per row and seed (a repeated label is another seed of that row)."""
-    return " ".join(
-        f"'{METHODS[name]['label']}={path}'"
-        for name, paths in metrics_of(names).items()
-        for path in paths
-    )
+    return [
+        f"{METHODS[n]['label']}={run_file('longtail', n, seed, 'metrics.json')}"
+        for n in names
+        for seed in SEEDS
+    ]
 
 
 def table_targets(table):
     return expand(f"{EXP}/tables/{table}.{{ext}}", ext=["csv", "md", "tex"])
 
 
+def figure_targets(name):
+    return expand(f"{EXP}/figures/{name}.{{ext}}", ext=["pdf", "png"])
+
+
+PAPER_ROWS = [
+    n for n, m in METHODS.items() if "row" in m and "comparison" in m["tables"]
+]
+# Every comparison row that retrains or replaces the baseline's last layer.
+RETRAINED = ["baseline"] + [
+    n
+    for n in methods_in("comparison")
+    if n != "baseline" and METHODS[n]["train"] != "all"
+]
 TARGETS = {
     **{table: table_targets(table) for table in TABLES if methods_in(table)},
-    "per_bin_ap": expand(f"{EXP}/figures/per_bin_ap.{{ext}}", ext=["pdf", "png"]),
-    "weight_norms_methods": expand(
-        f"{EXP}/figures/weight_norms_methods.{{ext}}", ext=["pdf", "png"]
-    ),
-    "weight_norms": expand(f"{EXP}/figures/weight_norms.{{ext}}", ext=["pdf", "png"]),
+    **{figure.name: figure_targets(figure.name) for figure in FIGURE_TABLE},
+    "claims": [f"{EXP}/claims.md"],
 }
-if "bags" in METHODS:  # the BAGS figure and the claims compare BAGS with the baseline
-    TARGETS["weight_norms_bags"] = expand(
-        f"{EXP}/figures/weight_norms_bags.{{ext}}", ext=["pdf", "png"]
-    )
-    TARGETS["claims"] = [f"{EXP}/claims.md"]
-
-
-def datasets_from(*sources):
-    """A wildcard pattern matching the datasets of the given sources (never matches if none)."""
-    names = [n for n, d in config["datasets"].items() if d["source"] in sources]
-    return "|".join(names) if names else "(?!)"
 
 
 wildcard_constraints:
     dataset="longtail|balanced",
     method=pattern(METHODS),
     seed=r"-?\d+",
-    name="[A-Za-z0-9_.-]+",
-
-
-def as_json(value):
-    """A config section as a single-quoted JSON shell argument."""
-    return f"'{json.dumps(value)}'"
 
 
 def source_settings(dataset):
     entry = config["datasets"][dataset]
     return entry.get(entry["source"], {}) or {}
+
+
+def datasets_from(*sources):
+    """A wildcard pattern matching the datasets of the given sources (never matches if none)."""
+    names = [n for n, d in config["datasets"].items() if d["source"] in sources]
+    return "|".join(names) if names else "(?!)"
 
 
 def on_bad(dataset):
@@ -160,20 +188,23 @@ def image_paths(dataset):
     )
 
 
-def dataset_options(wildcards):
-    d = wildcards.dataset
-    return f"--on-bad {on_bad(d)} --image-paths {image_paths(d)}"
+def data_options(wildcards):
+    return [
+        "--on-bad",
+        on_bad(wildcards.dataset),
+        "--image-paths",
+        image_paths(wildcards.dataset),
+    ]
 
 
 def download_path(name):
     url = config["downloads"][name]["url"]
-    return f"resources/downloads/{name}/{os.path.basename(url)}"
-
-
-def pretrained_weights(wildcards):
-    if config["model"].get("pretrained") == "coco":
-        return download_path("r50_fpn_coco")
-    return []
+    file = os.path.basename(url.split("?")[0]) or "download"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", file) or file.startswith("."):
+        config_error(
+            f"downloads.{name}.url: the file name {file!r} is not a plain name"
+        )
+    return f"resources/downloads/{name}/{file}"
 
 
 def job_resources(kind, gpus=0):
@@ -211,11 +242,40 @@ def launcher():
     return "python -m bags"
 
 
-def init_model(wildcards):
-    """The baseline a method goes on from (none when it trains from scratch)."""
-    if METHODS[wildcards.method]["init"] == "baseline":
-        return run_file(wildcards.dataset, "baseline", wildcards.seed, "model.pt")
+def start_model(wildcards):
+    """The model a row starts from (none from scratch)."""
+    start = entry_of(wildcards.dataset, wildcards.method)["start"]
+    if start == "scratch":
+        return []
+    dataset = {"balanced": "balanced", "baseline": "longtail"}[start]
+    return run_file(dataset, "baseline", wildcards.seed, "model.pt")
+
+
+def groups_file(wildcards):
+    """BAGS rows read their groups from the groups rule's file."""
+    if entry_of(wildcards.dataset, wildcards.method)["loss"] == "bags":
+        return f"{EXP}/groups/{wildcards.method}.json"
     return []
+
+
+def heldout_input(wildcards):
+    """A post-hoc row that chooses a setting chooses it on held-out training images."""
+    if "taus" in METHODS[wildcards.method].get("posthoc_options", {}):
+        return f"{EXP}/data/longtail/heldout.json"
+    return []
+
+
+def method_spec(entry):
+    """What `bags train`, `head` and `posthoc` take as --method."""
+    keys = ["loss", "loss_options", "sampler", "sampler_options", "last_layer"]
+    spec = {k: entry[k] for k in keys}
+    if "posthoc" in entry:
+        spec.update(posthoc=entry["posthoc"], posthoc_options=entry["posthoc_options"])
+    return spec
+
+
+def as_json(value):
+    return json.dumps(value, sort_keys=True)
 
 
 FINETUNED = {"classifier": "classifier", "box_head": "box head", "all": "everything"}
@@ -223,15 +283,15 @@ FINETUNED = {"classifier": "classifier", "box_head": "box head", "all": "everyth
 
 def ablation_setting(table, name):
     """What an ablation varies, as its table shows it, and a key that orders the rows."""
+    entry = METHODS[name]
+    groups = groups_of(entry)
     if table == "ablation_groups":
-        edges = spec_of(name)["loss_options"]["edges"]
-        split = ", ".join(str(e) for e in edges) or "none"
-        return f"{len(edges) + 1} (split at {split})", len(edges)
+        split = ", ".join(str(e) for e in groups["edges"]) or "none"
+        return f"{len(groups['edges']) + 1} (split at {split})", len(groups["edges"])
     if table == "ablation_beta":
-        beta = spec_of(name)["loss_options"]["beta"]
+        beta = groups["beta"]
         return str(beta), float("inf") if beta == "all" else float(beta)
-    trainable = settings_of(name).get("trainable", "all")
-    return FINETUNED[trainable], list(FINETUNED).index(trainable)
+    return FINETUNED[entry["train"]], list(FINETUNED).index(entry["train"])
 
 
 SETTING_NAMES = {
@@ -250,17 +310,45 @@ def table_rows(table):
 
 def table_options(table):
     if table not in SETTING_NAMES:
-        return ""
-    settings = " ".join(
-        f"'{METHODS[n]['label']}={ablation_setting(table, n)[0]}'"
+        return []
+    settings = [
+        f"{METHODS[n]['label']}={ablation_setting(table, n)[0]}"
         for n in table_rows(table)
-    )
-    return f"--setting-name '{SETTING_NAMES[table]}' --setting {settings}"
+    ]
+    return ["--setting-name", SETTING_NAMES[table], "--settings", *settings]
 
 
-# Every comparison method that retrains or replaces the baseline's last layer.
-RETRAINED = ["baseline"] + [
-    n
-    for n in methods_in("comparison")
-    if n in CACHED or settings_of(n).get("trainable") != "all"
-]
+def pretraining_input(wildcards):
+    """A pretraining set takes its classes from the long-tailed set's training file."""
+    if source_settings(wildcards.dataset).get("classes_from"):
+        return f"{EXP}/data/longtail/train.json"
+    return []
+
+
+def synthetic_spec(dataset):
+    settings = {
+        k: v
+        for k, v in source_settings(dataset).items()
+        if k not in ("classes_from", "min_instances")
+    }
+    return as_json(settings)
+
+
+def figure_runs(selection):
+    """`label=file` inputs of a figure: the runs a figure-table row selects."""
+    first = SEEDS[0]
+    norms = lambda dataset, name: run_file(dataset, name, first, "weight_norms.csv")
+    selections = {
+        "balanced_and_baseline": {
+            "balanced": norms("balanced", "baseline"),
+            "long-tailed": norms("longtail", "baseline"),
+        },
+        "baseline_and_bags": {
+            METHODS["baseline"]["label"]: norms("longtail", "baseline"),
+            METHODS["bags"]["label"]: norms("longtail", "bags"),
+        },
+        "retrained": {METHODS[n]["label"]: norms("longtail", n) for n in RETRAINED},
+    }
+    if selection == "comparison":
+        return named_metrics(methods_in("comparison"))
+    return [f"{label}={path}" for label, path in selections[selection].items()]

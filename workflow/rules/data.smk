@@ -3,6 +3,8 @@
 
 
 rule synthesize:
+    input:
+        pretraining_input,
     output:
         train=f"{EXP}/data/{{dataset}}/train.json",
         val=f"{EXP}/data/{{dataset}}/val.json",
@@ -16,10 +18,37 @@ rule synthesize:
     conda:
         ENV
     params:
-        spec=lambda wc: as_json(config["datasets"][wc.dataset]["synthetic"]),
+        spec=lambda wc: synthetic_spec(wc.dataset),
         root=lambda wc, output: os.path.dirname(output.train),
+        classes=lambda wc, input: (
+            [
+                "--classes-from",
+                input[0],
+                "--min-instances",
+                source_settings(wc.dataset)["min_instances"],
+            ]
+            if input
+            else []
+        ),
     shell:
-        "python -m bags synthesize --spec {params.spec} --out {params.root} 2> {log}"
+        "python -m bags synthesize --spec {params.spec:q} --out {params.root:q} {params.classes:q} 2> {log:q}"
+
+
+rule heldout:
+    input:
+        f"{EXP}/data/longtail/train.json",
+    output:
+        f"{EXP}/data/longtail/heldout.json",
+    log:
+        f"{EXP}/logs/data/longtail_heldout.log",
+    conda:
+        ENV
+    params:
+        share=config["heldout"],
+        on_bad=on_bad("longtail"),
+    shell:
+        "python -m bags heldout --annotations {input:q} --share {params.share} --seed 0 "
+        "--on-bad {params.on_bad:q} --out {output:q} 2> {log:q}"
 
 
 rule download:
@@ -27,18 +56,22 @@ rule download:
         "resources/downloads/{name}/{file}",
     log:
         "resources/logs/download/{name}/{file}.log",
+    wildcard_constraints:
+        name="[A-Za-z0-9_.-]+",
+        file="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     retries: 2
     conda:
         ENV
     params:
         url=lambda wc: config["downloads"][wc.name]["url"],
-        checks=lambda wc: " ".join(
-            f"--{key.replace('_', '-')} {value}"
+        checks=lambda wc: [
+            item
             for key, value in config["downloads"][wc.name].items()
             if key != "url" and value is not None
-        ),
+            for item in (f"--{key.replace('_', '-')}", value)
+        ],
     shell:
-        "python -m bags download --url {params.url} {params.checks} --out {output} 2> {log}"
+        "python -m bags download --url {params.url:q} {params.checks:q} --out {output:q} 2> {log:q}"
 
 
 rule lvis_annotations:
@@ -55,10 +88,13 @@ rule lvis_annotations:
         ENV
     params:
         member=lambda wc: f"lvis_{source_settings(wc.dataset)['version']}_{wc.split}.json",
-        existing=lambda wc: source_settings(wc.dataset).get("annotations") or "",
+        source=lambda wc, input: (
+            ["--archive", input[0]]
+            if input
+            else ["--existing-folder", source_settings(wc.dataset)["annotations"]]
+        ),
     shell:
-        "python -m bags place --member {params.member} --archive '{input}' "
-        "--existing-folder '{params.existing}' --out {output} 2> {log}"
+        "python -m bags place --member {params.member:q} {params.source:q} --out {output:q} 2> {log:q}"
 
 
 rule coco_image_folder:
@@ -73,8 +109,8 @@ rule coco_image_folder:
     conda:
         ENV
     shell:
-        "python -m bags unzip --archive {input} --member-prefix {wildcards.split}2017/ "
-        "--out {output} 2> {log}"
+        "python -m bags unzip --archive {input:q} --member-prefix {wildcards.split}2017/ "
+        "--out {output:q} 2> {log:q}"
 
 
 rule lvis_images:
@@ -92,7 +128,7 @@ rule lvis_images:
         existing=lambda wc: source_settings(wc.dataset).get("images")
         or "resources/coco",
     shell:
-        "python -m bags link --source {params.existing} --out {output} 2> {log}"
+        "python -m bags link --source {params.existing:q} --out {output:q} 2> {log:q}"
 
 
 rule user_dataset:
@@ -109,8 +145,8 @@ rule user_dataset:
         train=lambda wc: source_settings(wc.dataset)["train"],
         images=lambda wc: source_settings(wc.dataset)["images"],
     shell:
-        "(python -m bags link --source {params.train} --out {output.train} && "
-        "python -m bags link --source {params.images} --out {output.images}) 2> {log}"
+        "(python -m bags link --source {params.train:q} --out {output.train:q} && "
+        "python -m bags link --source {params.images:q} --out {output.images:q}) 2> {log:q}"
 
 
 rule user_val:
@@ -127,8 +163,8 @@ rule user_val:
     params:
         val=lambda wc: source_settings(wc.dataset)["val"],
     shell:
-        "python -m bags lvis-fields --annotations {params.val} --counts {input.counts} "
-        "--out {output} 2> {log}"
+        "python -m bags lvis-fields --annotations {params.val:q} --counts {input.counts:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule coco_train_annotations:
@@ -143,5 +179,5 @@ rule coco_train_annotations:
     conda:
         ENV
     shell:
-        "python -m bags place --member annotations/instances_train2017.json --archive {input} "
-        "--existing-folder '' --out {output} 2> {log}"
+        "python -m bags place --member annotations/instances_train2017.json "
+        "--archive {input:q} --out {output:q} 2> {log:q}"

@@ -1,16 +1,16 @@
 rule infer:
     input:
-        model=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
+        model=run_file("{dataset}", "{method}", "{seed}", "model.pt"),
         val=f"{EXP}/data/{{dataset}}/val.json",
         images=f"{EXP}/data/{{dataset}}/images",
     output:
-        f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/detections.json",
+        run_file("{dataset}", "{method}", "{seed}", "detections.json"),
     log:
         f"{EXP}/logs/infer/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
         f"{EXP}/benchmarks/infer/{{dataset}}_{{method}}_seed{{seed}}.tsv"
     wildcard_constraints:
-        method=pattern(TRAINED),
+        method=pattern(methods_by_path("train") + methods_by_path("posthoc")),
     conda:
         ENV
     threads: config["threads"]
@@ -18,25 +18,25 @@ rule infer:
         **job_resources("infer", min(RES["gpu"], 1)),
     params:
         score_thresh=config["inference"]["score_thresh"],
-        max_dets=config["inference"]["max_dets"],
+        detections=config["inference"]["detections_per_img"],
         batch_size=config["inference"]["batch_size"],
         workers=config["inference"]["workers"],
-        data=dataset_options,
+        data=data_options,
     shell:
-        "python -m bags infer --model {input.model} --annotations {input.val} "
-        "--images {input.images} {params.data} "
-        "--score-thresh {params.score_thresh} --max-dets {params.max_dets} "
+        "python -m bags infer --model-file {input.model:q} --annotations {input.val:q} "
+        "--images {input.images:q} {params.data:q} "
+        "--score-thresh {params.score_thresh} --detections-per-img {params.detections} "
         "--batch-size {params.batch_size} --workers {params.workers} --threads {threads} "
-        "--out {output} 2> {log}"
+        "--out {output:q} 2> {log:q}"
 
 
 rule evaluate:
     input:
         val=f"{EXP}/data/{{dataset}}/val.json",
-        detections=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/detections.json",
+        detections=run_file("{dataset}", "{method}", "{seed}", "detections.json"),
         counts=f"{EXP}/counts/{{dataset}}.csv",
     output:
-        f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/metrics.json",
+        run_file("{dataset}", "{method}", "{seed}", "metrics.json"),
     log:
         f"{EXP}/logs/evaluate/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
@@ -46,27 +46,30 @@ rule evaluate:
     resources:
         **job_resources("eval"),
     params:
-        edges=" ".join(str(e) for e in config["groups"]["edges"]),
-        max_dets=config["inference"]["max_dets"],
+        edges=config["groups"]["edges"],
+        detections=config["inference"]["detections_per_img"],
+        backend=config["evaluation"]["backend"],
     shell:
-        "python -m bags evaluate --annotations {input.val} --detections {input.detections} "
-        "--counts {input.counts} --edges {params.edges} --max-dets {params.max_dets} "
-        "--out {output} 2> {log}"
+        "python -m bags evaluate --annotations {input.val:q} "
+        "--detections {input.detections:q} --counts {input.counts:q} --edges {params.edges} "
+        "--detections-per-img {params.detections} --backend {params.backend:q} "
+        "--out {output:q} 2> {log:q}"
 
 
 rule norms:
     input:
-        model=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
+        model=run_file("{dataset}", "{method}", "{seed}", "model.pt"),
         counts=f"{EXP}/counts/{{dataset}}.csv",
     output:
-        f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/weight_norms.csv",
+        run_file("{dataset}", "{method}", "{seed}", "weight_norms.csv"),
     log:
         f"{EXP}/logs/norms/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
         f"{EXP}/benchmarks/norms/{{dataset}}_{{method}}_seed{{seed}}.tsv"
     wildcard_constraints:
-        method=pattern(TRAINED),
+        method=pattern(methods_by_path("train") + methods_by_path("posthoc")),
     conda:
         ENV
     shell:
-        "python -m bags norms --model {input.model} --counts {input.counts} --out {output} 2> {log}"
+        "python -m bags norms --model-file {input.model:q} --counts {input.counts:q} "
+        "--out {output:q} 2> {log:q}"

@@ -1,17 +1,22 @@
+# The BAGS groups of each BAGS row (the config's groups, or an ablation's), from the counts.
+
+
 rule groups:
     input:
         f"{EXP}/counts/longtail.csv",
     output:
-        f"{EXP}/groups.json",
+        f"{EXP}/groups/{{method}}.json",
     log:
-        f"{EXP}/logs/groups.log",
+        f"{EXP}/logs/groups/{{method}}.log",
     benchmark:
-        f"{EXP}/benchmarks/groups.tsv"
+        f"{EXP}/benchmarks/groups/{{method}}.tsv"
+    wildcard_constraints:
+        method=pattern([n for n, m in METHODS.items() if m["loss"] == "bags"]),
     conda:
         ENV
     params:
-        edges=" ".join(str(e) for e in config["groups"]["edges"]),
-        beta=config["groups"]["beta"],
+        edges=lambda wc: groups_of(METHODS[wc.method])["edges"],
+        beta=lambda wc: groups_of(METHODS[wc.method])["beta"],
     shell:
-        "python -m bags groups --counts {input} --edges {params.edges} --beta {params.beta} "
-        "--out {output} 2> {log}"
+        "python -m bags groups --counts-file {input:q} --edges {params.edges:q} "
+        "--beta {params.beta:q} --out {output:q} 2> {log:q}"

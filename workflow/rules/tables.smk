@@ -3,9 +3,7 @@
 
 rule table:
     input:
-        lambda wc: [
-            p for paths in metrics_of(table_rows(wc.table)).values() for p in paths
-        ],
+        lambda wc: metrics_of(table_rows(wc.table)),
     output:
         csv=report(
             f"{EXP}/tables/{{table}}.csv",
@@ -20,16 +18,17 @@ rule table:
         f"{EXP}/benchmarks/tables/{{table}}.tsv"
     wildcard_constraints:
         table=pattern(TABLES),
+    localrule: True
     conda:
         ENV
     params:
         stem=lambda wc, output: os.path.splitext(output[0])[0],
         metrics=lambda wc: named_metrics(table_rows(wc.table)),
         options=lambda wc: table_options(wc.table),
-        caption=lambda wc: (
+        caption=(
             f"Box AP (%) on the {config['experiment']} val split, "
             f"{'mean and std over ' if len(SEEDS) > 1 else ''}seeds {SEEDS}."
         ),
     shell:
-        "python -m bags table --metrics {params.metrics} {params.options} "
-        "--caption '{params.caption}' --out-stem {params.stem} 2> {log}"
+        "python -m bags table --metrics {params.metrics:q} {params.options:q} "
+        "--caption {params.caption:q} --out-stem {params.stem:q} 2> {log:q}"

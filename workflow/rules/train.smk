@@ -7,18 +7,18 @@ rule train:
         train=f"{EXP}/data/{{dataset}}/train.json",
         images=f"{EXP}/data/{{dataset}}/images",
         counts=f"{EXP}/counts/{{dataset}}.csv",
-        init=init_model,
-        pretrained=pretrained_weights,
+        start=start_model,
+        groups=groups_file,
     output:
-        model=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/model.pt",
-        log=f"{EXP}/runs/{{dataset}}/{{method}}/seed{{seed}}/train_log.csv",
+        model=run_file("{dataset}", "{method}", "{seed}", "model.pt"),
+        log=run_file("{dataset}", "{method}", "{seed}", "train_log.csv"),
     log:
         f"{EXP}/logs/train/{{dataset}}_{{method}}_seed{{seed}}.log",
     benchmark:
         f"{EXP}/benchmarks/train/{{dataset}}_{{method}}_seed{{seed}}.tsv"
     wildcard_constraints:
         dataset=datasets_from("synthetic", "lvis", "coco"),
-        method=pattern(TRAINED),
+        method=pattern(methods_by_path("train")),
     conda:
         ENV
     threads: config["threads"]
@@ -26,22 +26,21 @@ rule train:
         **job_resources("train", RES["gpu"]),
     params:
         arch=as_json(config["model"]),
-        train=lambda wc: as_json({**settings_of(wc.method), "seed": int(wc.seed)}),
-        method=lambda wc: as_json(spec_of(wc.method)),
-        work_dir=lambda wc: f"{EXP}/checkpoints/{wc.dataset}/{wc.method}/seed{wc.seed}",
-        start=lambda wc, input: (
-            f"--init {input.init}"
-            if input.init
-            else f"--pretrained {input.pretrained}" if input.pretrained else ""
+        settings=lambda wc: as_json(
+            {**settings_of(entry_of(wc.dataset, wc.method)), "seed": int(wc.seed)}
         ),
-        data=dataset_options,
+        method=lambda wc: as_json(method_spec(entry_of(wc.dataset, wc.method))),
+        work_dir=lambda wc: f"{EXP}/checkpoints/{wc.dataset}/{wc.method}/seed{wc.seed}",
+        start=lambda wc, input: ["--start", input.start] if input.start else [],
+        groups=lambda wc, input: ["--groups-file", input.groups] if input.groups else [],
+        data=data_options,
         launcher=launcher(),
     shell:
-        "{params.launcher} train --annotations {input.train} --images {input.images} "
-        "{params.data} --arch {params.arch} {params.start} --train {params.train} "
-        "--method {params.method} --counts {input.counts} "
-        "--out {output.model} --epoch-log {output.log} --work-dir {params.work_dir} "
-        "--threads {threads} 2> {log}"
+        "{params.launcher} train --annotations {input.train:q} --images {input.images:q} "
+        "--counts {input.counts:q} {params.data:q} --arch {params.arch:q} {params.start:q} "
+        "{params.groups:q} --settings {params.settings:q} --method {params.method:q} "
+        "--out {output.model:q} --epoch-log {output.log:q} --work-dir {params.work_dir:q} "
+        "--threads {threads} 2> {log:q}"
 
 
 rule import_coco_model:
@@ -53,7 +52,7 @@ rule import_coco_model:
         ),
         train=f"{EXP}/data/{{dataset}}/train.json",
     output:
-        model=f"{EXP}/runs/{{dataset}}/baseline/seed{{seed}}/model.pt",
+        model=run_file("{dataset}", "baseline", "{seed}", "model.pt"),
     log:
         f"{EXP}/logs/train/{{dataset}}_import_seed{{seed}}.log",
     wildcard_constraints:
@@ -63,5 +62,5 @@ rule import_coco_model:
     params:
         arch=as_json(config["model"]),
     shell:
-        "python -m bags import-coco --weights {input.weights} --annotations {input.train} "
-        "--arch {params.arch} --out {output.model} 2> {log}"
+        "python -m bags import-coco --weights {input.weights:q} --annotations {input.train:q} "
+        "--arch {params.arch:q} --out {output.model:q} 2> {log:q}"

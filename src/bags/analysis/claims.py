@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from bags.io import write_text_atomic
+
+CLAIMED_METRICS = ("AP", "APr")  # what the claims compare; a metrics file must have both
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,31 @@ def check_claims(
     return claims
 
 
+def headline_claim(rows: Mapping[str, list[Mapping[str, float | None]]], bags: str) -> Claim:
+    """The paper's headline: BAGS has the highest AP and the highest APr of the paper's rows
+    (means over seeds); ties go against BAGS."""
+    if bags not in rows or len(rows) < 2:
+        raise ValueError(f"the headline claim compares {bags!r} with the paper's other rows")
+    means = {
+        label: {key: sum(_metric(m, key) for m in seeds) / len(seeds) for key in ("AP", "APr")}
+        for label, seeds in rows.items()
+    }
+    parts, passed = [], True
+    for key in ("AP", "APr"):
+        best_other = max((v[key], label) for label, v in means.items() if label != bags)
+        ours = means[bags][key]
+        passed = passed and ours > best_other[0]
+        parts.append(
+            f"{key}: BAGS {ours:.1f}, best other {best_other[1]} {best_other[0]:.1f} "
+            f"({ours - best_other[0]:+.1f})"
+        )
+    return Claim(
+        "BAGS has the highest AP and the highest APr of the paper's methods",
+        "; ".join(parts),
+        passed,
+    )
+
+
 def claims_markdown(claims: list[Claim], title: str) -> str:
     lines = [f"# {title}", "", "| claim | measured | result |", "| --- | --- | --- |"]
     for claim in claims:
@@ -117,3 +144,29 @@ def claims_markdown(claims: list[Claim], title: str) -> str:
 
 def write_claims(claims: list[Claim], path: Path | str, title: str) -> None:
     write_text_atomic(path, claims_markdown(claims, title))
+
+
+def claims_job(
+    baseline_norms: Path,
+    balanced_norms: Path,
+    bags_norms: Path,
+    baseline_metrics: Path,
+    bags_metrics: Path,
+    rows: Sequence[tuple[str, Path]],
+    bags_label: str,
+    out: Path,
+    title: str,
+) -> None:
+    """The claims of the paper checked on the run files, as a Markdown file; ``rows`` are the
+    paper's comparison rows (``label=metrics.json``, a label again for another seed)."""
+    from bags.analysis.runs import read_metrics, read_norms, read_runs
+
+    claims = check_claims(
+        read_norms(baseline_norms),
+        read_norms(balanced_norms),
+        read_norms(bags_norms),
+        read_metrics(baseline_metrics, CLAIMED_METRICS),
+        read_metrics(bags_metrics, CLAIMED_METRICS),
+    )
+    claims.append(headline_claim(read_runs(rows, CLAIMED_METRICS), bags_label))
+    write_claims(claims, out, title)

@@ -118,6 +118,16 @@ def plot_norms_comparison(
     save_figure(fig, stem)
 
 
+def plot_per_bin_runs(runs: Mapping[str, Sequence[Mapping]], stem: Path | str) -> None:
+    """Grouped bars: one group per count bin (AP1..APk), one bar per method (mean over its
+    seeds; error bars: std where there are several)."""
+    from bags.analysis.runs import metric_columns
+    from bags.analysis.tables import summarize_runs
+
+    columns, bins = metric_columns(dict(runs))
+    plot_per_bin_ap(summarize_runs(runs, columns), bins, stem)
+
+
 def plot_per_bin_ap(table: pd.DataFrame, bins: Sequence[str], stem: Path | str) -> None:
     """Grouped bars: one group per bin (e.g. AP1..AP4), one bar per row of `table`.
 
@@ -154,8 +164,9 @@ def plot_method_norms(
     norms: Mapping[str, pd.DataFrame], stem: Path | str, reference: str | None = None
 ) -> None:
     """One panel per method (grid of up to 4 columns): its weight norms over classes sorted by
-    its instance counts. The `reference` frame's norms, matched by category_id, are drawn in
-    light grey behind every other panel's line."""
+    its instance counts. The `reference` frame's norms (by default the first), matched by
+    category_id, are drawn in light grey behind every other panel's line."""
+    reference = next(iter(norms), None) if reference is None else reference
     if not norms:
         raise ValueError("no norm tables to plot")
     if reference is not None and reference not in norms:
@@ -180,3 +191,19 @@ def plot_method_norms(
     fig.supylabel(NORM_LABEL)
     fig.tight_layout()
     save_figure(fig, stem)
+
+
+def figure_job(kind: str, out_stem: Path, inputs: Sequence[tuple[str, Path]]) -> None:
+    """The figure ``kind`` of the figure table from ``label=file`` pairs (weight-norm CSVs, or
+    metrics JSONs with a label again for another seed)."""
+    from bags.analysis.figure_table import BY_NAME
+    from bags.analysis.runs import read_norms, read_runs
+
+    if kind not in BY_NAME:
+        raise ValueError(f"unknown figure {kind!r}; known: {sorted(BY_NAME)}")
+    spec = BY_NAME[kind]
+    if spec.reads == "norms":
+        data = {label: read_norms(path) for label, path in inputs}
+    else:
+        data = read_runs(inputs)
+    globals()[spec.plot](data, out_stem)

@@ -185,3 +185,27 @@ def write_table(table: pd.DataFrame, stem: Path | str, caption: str = "") -> Non
         markdown = f"{caption}\n\n{markdown}"
     write_text_atomic(stem.with_name(stem.name + ".md"), markdown)
     write_text_atomic(stem.with_name(stem.name + ".tex"), to_latex(table, caption))
+
+
+def table_job(
+    metrics: Sequence[tuple[str, Path]],
+    out_stem: Path,
+    caption: str = "",
+    setting_name: str | None = None,
+    settings: Sequence[tuple[str, str]] = (),
+) -> None:
+    """A comparison table (rows numbered) or, with ``setting_name``, an ablation table, from
+    ``label=metrics.json`` pairs; a label named again is another seed of its row."""
+    from bags.analysis.runs import metric_columns, read_runs
+
+    runs = read_runs(metrics)
+    columns, _ = metric_columns(runs)
+    if setting_name:
+        values = dict(settings)
+        missing = set(runs) - set(values)
+        if missing:
+            raise ValueError(f"no setting given for {sorted(missing)}")
+        table = ablation_table(runs, values, setting_name, columns)
+    else:
+        table = number_rows(summarize_runs(runs, columns))
+    write_table(table, out_stem, caption)

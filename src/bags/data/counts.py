@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bags.data.annotations import load_annotations
+from bags.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,29 @@ def count_instances(annotation_file: Path | str, on_bad: str = "stop") -> pd.Dat
 
 
 def read_counts(path: Path | str) -> pd.DataFrame:
-    table = pd.read_csv(path)
+    """A counts CSV as ``count_instances`` writes it, checked; rows in category id order."""
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a counts CSV ({' '.join(str(error).split())})") from error
     missing = {"category_id", "name", "instance_count"} - set(table.columns)
     if missing:
         raise ValueError(f"{path}: counts CSV lacks column(s) {sorted(missing)}")
+    if table.empty:
+        raise ValueError(f"{path}: counts CSV has no categories")
+    for column in ("category_id", "instance_count", "image_count"):
+        if column in table and not (
+            pd.api.types.is_integer_dtype(table[column]) and (table[column] >= 0).all()
+        ):
+            raise ValueError(f"{path}: column {column!r} must hold integers >= 0")
+    repeated = table["category_id"][table["category_id"].duplicated()]
+    if len(repeated):
+        raise ValueError(f"{path}: category id {repeated.iloc[0]} appears twice")
     return table.sort_values("category_id").reset_index(drop=True)
+
+
+def write_counts(annotations: Path, out: Path, on_bad: str = "stop") -> None:
+    """``count_instances`` as a CSV file."""
+    table = count_instances(annotations, on_bad)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)

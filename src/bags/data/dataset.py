@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -13,14 +13,17 @@ from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from bags.data.annotations import contiguous_ids, image_path, load_annotations
+from bags.data.image_files import ImageFileError, image_problem
 
 log = logging.getLogger(__name__)
+DECODED_BYTES = 512 << 20  # a set whose decoded images fit in this keeps them in memory
 
 
 class DetectionDataset(Dataset):
     """Images as float tensors in [0, 1]; targets with xyxy ``boxes`` and contiguous ``labels``.
 
-    Every listed image must exist: a missing one is reported at construction, by path and id,
+    Every listed image must exist and pass ``image_problem`` (readable header, the size the
+    annotations give, not cut short): a bad one is reported at construction, by path and id,
     or, with ``on_bad="skip"``, dropped and counted (so are bad annotations, see
     ``load_annotations``). ``image_paths``: ``file_name`` or ``coco_url`` (see ``image_path``).
     """
@@ -48,21 +51,30 @@ class DetectionDataset(Dataset):
         self.image_ids: list[int] = []
         self.paths: list[str] = []
         self.targets: list[tuple[torch.Tensor, torch.Tensor]] = []
+        skipped: Counter[str] = Counter()
         for image in data["images"]:
             relative = image_path(image, image_paths)
-            if not (self.image_root / relative).is_file():
+            problem = image_problem(self.image_root, relative, image["width"], image["height"])
+            if problem is not None:
+                reason, detail = problem
                 if on_bad == "stop":
-                    raise FileNotFoundError(
-                        f"{self.image_root / relative}: missing image (image id {image['id']} in "
+                    error = FileNotFoundError if reason == "missing" else ImageFileError
+                    raise error(
+                        f"{self.image_root / relative}: {detail} (image id {image['id']} in "
                         f"{self.annotation_file})"
                     )
+                skipped[reason] += 1
                 continue
             self.image_ids.append(image["id"])
             self.paths.append(relative)
             self.targets.append(self._target(per_image.get(image["id"], [])))
-        missing = len(data["images"]) - len(self.image_ids)
-        if missing:
-            log.warning("%s: skipped %d missing image(s)", self.annotation_file, missing)
+        for reason, count in skipped.most_common():
+            log.warning("%s: skipped %d %s image(s)", self.annotation_file, count, reason)
+        # A small set keeps its decoded images: later epochs skip decoding them again.
+        pixels = sum(int(i.get("width", 0)) * int(i.get("height", 0)) for i in data["images"])
+        self.decoded: dict[int, torch.Tensor] | None = (
+            {} if 0 < 3 * pixels <= DECODED_BYTES else None
+        )
 
     def _target(self, annotations: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         """xyxy boxes and contiguous labels of one image."""
@@ -70,6 +82,22 @@ class DetectionDataset(Dataset):
         boxes[:, 2:] += boxes[:, :2]
         labels = torch.tensor([self.label_of[a["category_id"]] for a in annotations])
         return boxes, labels.long()
+
+    def _pixels(self, index: int) -> torch.Tensor:
+        """(3, H, W) uint8 pixels of image ``index``."""
+        if self.decoded is not None and index in self.decoded:
+            return self.decoded[index]
+        path = self.image_root / self.paths[index]
+        try:
+            with Image.open(path) as file:
+                pixels = pil_to_tensor(file.convert("RGB"))
+        except Exception as error:  # PIL raises many kinds for damaged data (OSError, SyntaxError)
+            raise ImageFileError(
+                f"{path}: cannot read image {self.image_ids[index]} ({error})"
+            ) from error
+        if self.decoded is not None:
+            self.decoded[index] = pixels
+        return pixels
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         """Horizontal flips are a function of (seed, epoch, image), in any loading process."""
@@ -83,12 +111,7 @@ class DetectionDataset(Dataset):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        path = self.image_root / self.paths[index]
-        try:
-            with Image.open(path) as file:
-                pixels = pil_to_tensor(file.convert("RGB")).float().div_(255)
-        except OSError as error:
-            raise OSError(f"{path}: cannot read image ({error})") from error
+        pixels = self._pixels(index).float().div_(255)
         boxes, labels = self.targets[index]
         boxes = boxes.clone()
         if self.hflip and random.Random(hash((*self.flip_seed, index))).random() < 0.5:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bags.data.annotations import frequency, load_annotations
+from bags.io import write_text_atomic
 
 
 def add_lvis_fields(val_file: Path | str, image_counts: dict[int, int]) -> dict:
@@ -27,3 +29,14 @@ def add_lvis_fields(val_file: Path | str, image_counts: dict[int, int]) -> dict:
         _, _, w, h = annotation["bbox"]
         annotation.setdefault("area", w * h)
     return data
+
+
+def lvis_fields_job(annotations: Path, counts: Path, out: Path) -> None:
+    """``add_lvis_fields`` with image counts from the training counts CSV, as a file."""
+    from bags.data.counts import read_counts
+
+    table = read_counts(counts)
+    if "image_count" not in table.columns:
+        raise ValueError(f"{counts}: counts CSV lacks column 'image_count'")
+    image_counts = dict(zip(table["category_id"], table["image_count"]))
+    write_text_atomic(out, json.dumps(add_lvis_fields(annotations, image_counts)))

@@ -1,10 +1,16 @@
 """A synthetic long-tailed detection dataset in LVIS format, deterministic from a seed.
 
-Classes are shape x colour (8 x 5 = 40 by default). Objects are drawn at random scales on a
-noisy background with distractor blobs; images hold several objects. Training instance counts
-follow the configured long tail; the val split has the same number of instances of every class.
-Every image is exhaustively annotated, so each val image lists every absent class in
-``neg_category_ids`` and ``not_exhaustive_category_ids`` is empty.
+A class is a combination of a shape and a colour (10 shapes x 6 colours: up to 60 classes).
+Objects are drawn at random scales on a noisy background with distractor blobs; images hold
+several objects. Training instance counts follow the configured long tail; the val split has
+the same number of instances of every class. Every image is exhaustively annotated, so each val
+image lists every absent class in ``neg_category_ids`` and ``not_exhaustive_category_ids`` is
+empty.
+
+A pretraining set plays COCO's part: balanced, with its own classes, namely the long-tailed
+set's classes that are not rare. The long-tailed set is drawn so that those classes show every
+shape and every colour, so features learnt on them serve the rare combinations, which the
+pretraining set never shows (as COCO never shows LVIS's rare classes).
 """
 
 from __future__ import annotations
@@ -20,19 +26,35 @@ from PIL import Image
 from bags.data.annotations import frequency
 from bags.io import atomic_path
 
-SHAPES = ("square", "circle", "triangle", "diamond", "ring", "cross", "bar", "frame")
+SHAPES = (
+    "square",
+    "circle",
+    "triangle",
+    "diamond",
+    "ring",
+    "cross",
+    "bar",
+    "frame",
+    "hourglass",
+    "chevron",
+)
 COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 190, 60),
     "blue": (50, 80, 230),
     "yellow": (230, 210, 40),
     "magenta": (200, 50, 200),
+    "cyan": (40, 200, 210),
 }
+RARE_BELOW = 10  # fewer training instances: rare, never shown by a pretraining set
 
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """``train_counts``: ``[number_of_classes, low, high]`` per tier; counts log-spaced in it."""
+    """``train_counts``: ``[number_of_classes, low, high]`` per tier; counts log-spaced in it.
+
+    The classes with at least ``rare_below`` training instances show every shape and colour.
+    """
 
     train_counts: Sequence[Sequence[int]]
     val_per_class: int = 12
@@ -40,11 +62,67 @@ class SyntheticSpec:
     min_size: int = 12
     max_size: int = 26
     max_objects: int = 4
+    rare_below: int = RARE_BELOW
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        def whole(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for key in ("image_size", "min_size", "max_size", "max_objects", "rare_below"):
+            if not whole(getattr(self, key)) or getattr(self, key) < 1:
+                raise ValueError(f"synthetic spec: {key!r} must be an integer >= 1")
+        if not whole(self.val_per_class) or self.val_per_class < 0:
+            raise ValueError("synthetic spec: 'val_per_class' must be an integer >= 0")
+        if not whole(self.seed) or self.seed < 0:
+            raise ValueError("synthetic spec: 'seed' must be an integer >= 0")
+        if not self.min_size <= self.max_size <= self.image_size:
+            raise ValueError("synthetic spec: need min_size <= max_size <= image_size")
+        tiers = self.train_counts
+        if (
+            not isinstance(tiers, list | tuple)
+            or not tiers
+            or not all(
+                isinstance(tier, list | tuple) and len(tier) == 3 and all(map(whole, tier))
+                for tier in tiers
+            )
+        ):
+            raise ValueError("synthetic spec: 'train_counts' must be [[n, low, high], ...]")
 
 
 def class_names() -> list[str]:
     return [f"{colour}_{shape}" for shape in SHAPES for colour in COLOURS]
+
+
+def _attributes(name: str) -> tuple[str, str]:
+    colour, shape = name.split("_")
+    return colour, shape
+
+
+def covers_attributes(names: Sequence[str], within: Sequence[str]) -> bool:
+    """Whether ``names`` show every shape and every colour that ``within`` shows."""
+    shown = {part for name in names for part in _attributes(name)}
+    return shown >= {part for name in within for part in _attributes(name)}
+
+
+def long_tail_classes(
+    rng: np.random.Generator, counts: list[int], rare_below: int
+) -> list[tuple[str, int]]:
+    """(name, training count) per class: random combinations with random counts, drawn again
+    until the classes that are not rare show every shape and colour of the set."""
+    names = class_names()
+    if len(counts) > len(names):
+        raise ValueError(f"at most {len(names)} synthetic classes, train_counts asks {len(counts)}")
+    for _ in range(1000):
+        chosen = [names[i] for i in rng.permutation(len(names))[: len(counts)]]
+        assigned = [counts[i] for i in rng.permutation(len(counts))]
+        common = [n for n, c in zip(chosen, assigned) if c >= rare_below]
+        if covers_attributes(common, chosen):
+            return sorted(zip(chosen, assigned), key=lambda pair: names.index(pair[0]))
+    raise ValueError(
+        f"train_counts leave too few classes with >= {rare_below} instances to show every "
+        "shape and colour; add classes outside the rarest tier"
+    )
 
 
 def tier_counts(train_counts: Sequence[Sequence[int]]) -> list[int]:
@@ -72,6 +150,8 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
         "cross": (np.abs(u) <= 0.3) | (np.abs(v) <= 0.3),
         "bar": np.abs(v) <= 1,  # filled with stripes below
         "frame": (np.abs(u) >= 0.6) | (np.abs(v) >= 0.6),
+        "hourglass": np.abs(u) <= np.abs(v),
+        "chevron": (v >= -1) & (np.abs(np.abs(u) - (v + 1) / 2) <= 0.3),
     }
     mask = masks[shape]
     if shape == "bar":
@@ -143,54 +223,74 @@ def _split(rng, counts: list[int], max_objects: int) -> list[list[int]]:
     return images
 
 
-def generate(spec: SyntheticSpec, root: Path) -> None:
-    """Write ``root/train.json``, ``root/val.json`` and ``root/images/{train,val}/*.png``."""
-    names = class_names()
+def generate(spec: SyntheticSpec, root: Path, classes: Sequence[str] | None = None) -> None:
+    """Write ``root/train.json``, ``root/val.json`` and ``root/images/{train,val}/*.png``.
+
+    ``classes``: the class names of a pretraining set (one tier, ``train_counts: [[n, k, k]]``
+    with n = len(classes)); by default the long tail draws its own."""
     counts = tier_counts(spec.train_counts)
-    if len(counts) > len(names):
-        raise ValueError(f"at most {len(names)} synthetic classes, train_counts asks {len(counts)}")
-    names = names[: len(counts)]
     rng = np.random.default_rng(spec.seed)
-    # Which class gets which count is random, so frequency is unrelated to shape or colour.
-    order = rng.permutation(len(counts))
-    class_counts = [counts[i] for i in order]
+    if classes is None:
+        names, class_counts = map(list, zip(*long_tail_classes(rng, counts, spec.rare_below)))
+    else:
+        unknown = set(classes) - set(class_names())
+        if unknown or len(classes) != len(counts):
+            raise ValueError(
+                f"pretraining classes: need {len(counts)} known names, got {len(classes)}"
+                + (f" with unknown {sorted(unknown)}" if unknown else "")
+            )
+        names, class_counts = list(classes), counts
     splits = {
         "train": _split(rng, class_counts, spec.max_objects),
         "val": _split(rng, [spec.val_per_class] * len(counts), spec.max_objects),
     }
-    documents = {}
-    next_image_id = 1
+    documents, first_id = {}, 1
     for split, image_labels in splits.items():
-        folder = root / "images" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
-        for labels in image_labels:
-            pixels, boxes = _render(rng, labels, names, spec)
-            file_name = f"{split}/{next_image_id:06d}.png"
-            Image.fromarray(pixels).save(root / "images" / file_name)
-            record = {
-                "id": next_image_id,
+        documents[split] = _draw_split(rng, split, image_labels, names, spec, root, first_id)
+        first_id += len(image_labels)
+    categories = _categories(names, documents["train"]["annotations"])
+    for split, document in documents.items():
+        document["categories"] = categories
+        document["info"] = {"description": f"synthetic long-tailed detection, {split}"}
+        document["licenses"] = []
+        with atomic_path(root / f"{split}.json") as tmp:
+            tmp.write_text(json.dumps(document))
+
+
+def _draw_split(rng, split, image_labels, names, spec, root: Path, first_id: int) -> dict:
+    """One split's images (drawn and saved) and annotation records, ids from ``first_id``."""
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for image_id, labels in enumerate(image_labels, start=first_id):
+        pixels, boxes = _render(rng, labels, names, spec)
+        file_name = f"{split}/{image_id:06d}.png"
+        Image.fromarray(pixels).save(root / "images" / file_name)
+        images.append(
+            {
+                "id": image_id,
                 "file_name": file_name,
                 "width": spec.image_size,
                 "height": spec.image_size,
                 "neg_category_ids": sorted(set(range(1, len(names) + 1)) - set(labels)),
                 "not_exhaustive_category_ids": [],
             }
-            images.append(record)
-            for label, (x, y, w, h) in zip(labels, boxes):
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": next_image_id,
-                        "category_id": label,
-                        "bbox": [x, y, w, h],
-                        "area": w * h,
-                        "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
-                    }
-                )
-            next_image_id += 1
-        documents[split] = {"images": images, "annotations": annotations}
-    train = documents["train"]["annotations"]
+        )
+        for label, (x, y, w, h) in zip(labels, boxes):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": label,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+                }
+            )
+    return {"images": images, "annotations": annotations}
+
+
+def _categories(names: Sequence[str], train: list[dict]) -> list[dict]:
+    """LVIS category records, with counts and frequency from the training annotations."""
     categories = []
     for c, name in enumerate(names, start=1):
         instance_count = sum(1 for a in train if a["category_id"] == c)
@@ -205,9 +305,35 @@ def generate(spec: SyntheticSpec, root: Path) -> None:
                 "instance_count": instance_count,
             }
         )
-    for split, document in documents.items():
-        document["categories"] = categories
-        document["info"] = {"description": f"synthetic long-tailed detection, {split}"}
-        document["licenses"] = []
-        with atomic_path(root / f"{split}.json") as tmp:
-            tmp.write_text(json.dumps(document))
+    return categories
+
+
+def pretraining_classes(categories: Sequence[dict], min_instances: int = RARE_BELOW) -> list[str]:
+    """The classes a pretraining set takes from a long-tailed set's categories: those with at
+    least ``min_instances`` training instances, which must show every shape and colour."""
+    names = [c["name"] for c in categories]
+    chosen = [c["name"] for c in categories if c["instance_count"] >= min_instances]
+    if not chosen or not covers_attributes(chosen, names):
+        raise ValueError(
+            f"the classes with >= {min_instances} training instances do not show every shape "
+            "and colour of the long-tailed set"
+        )
+    return chosen
+
+
+def synthesize(
+    spec: dict, out: Path, classes_from: Path | None = None, min_instances: int = RARE_BELOW
+) -> None:
+    """The ``generate`` step of the pipeline: a long-tailed set from ``spec``, or, given the
+    long-tailed set's ``classes_from`` train file, its pretraining set."""
+    classes = None
+    if classes_from is not None:
+        categories = json.loads(Path(classes_from).read_text())["categories"]
+        classes = pretraining_classes(categories, min_instances)
+        spec = {**spec, "train_counts": [[len(classes), spec["per_class"], spec["per_class"]]]}
+        spec.pop("per_class")
+    try:
+        parsed = SyntheticSpec(**spec)
+    except TypeError as error:
+        raise ValueError(f"synthetic dataset spec: {error}") from error
+    generate(parsed, Path(out), classes)

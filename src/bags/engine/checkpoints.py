@@ -11,6 +11,7 @@ import torch
 
 import bags
 from bags.io import atomic_path
+from bags.safe_load import load_weights_only
 
 
 def code_version() -> str:
@@ -21,6 +22,10 @@ def code_version() -> str:
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return f"{bags.__version__}+{digest.hexdigest()[:12]}"
+
+
+# What a resumed run takes from a checkpoint (see ``train._save``), besides its tags.
+RESUMED = ("model", "optimizer", "scheduler", "scaler", "step", "rows", "partials")
 
 
 def checkpoint_path(work_dir: Path, step: int) -> Path:
@@ -40,13 +45,18 @@ def save_checkpoint(work_dir: Path, step: int, state: dict[str, Any], keep: int)
 
 
 def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[str, Any]:
-    """The checkpoint's state, refused if made with other settings or another code version."""
+    """The checkpoint's state, refused if made with other settings or another code version.
+
+    Loaded with ``weights_only`` (see ``bags.safe_load``): a checkpoint from elsewhere cannot
+    run code when unpickled.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(
-            f"{path}: unreadable checkpoint ({error}); delete it to start over"
-        ) from error
+        state = load_weights_only(path, "readable checkpoint")
+    except ValueError as error:
+        raise ValueError(f"{error}; delete it to start over") from error
+    missing = [key for key in RESUMED if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"{path}: not a training checkpoint (lacks {missing})")
     made_with = state.get("settings", {})
     if made_with != settings:
         changed = sorted(

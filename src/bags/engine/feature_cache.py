@@ -9,7 +9,6 @@ cached the same way: proposals, features and box deltas, the last layer applied 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,11 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from bags.data.dataset import DetectionDataset, collate
+from bags.data.download import sha256_file
+from bags.detector import backbone_features
+from bags.engine.model_files import load_model
 from bags.io import atomic_path
+from bags.safe_load import load_weights_only
 
 
 @dataclass
@@ -45,11 +48,6 @@ class ScoringFeatures:
     original_sizes: list[tuple[int, int]]
 
 
-def _backbone(model: FasterRCNN, images) -> OrderedDict:
-    features = model.backbone(images.tensors)
-    return OrderedDict([("0", features)]) if isinstance(features, torch.Tensor) else features
-
-
 @torch.no_grad()
 def training_features(
     model: FasterRCNN, dataset: DetectionDataset, batch_size: int = 16
@@ -64,7 +62,7 @@ def training_features(
     for images, targets in tqdm(loader, desc="training features", leave=False, mininterval=2):
         targets = [{k: v for k, v in t.items() if k != "image_id"} for t in targets]
         images, targets = model.transform(list(images), targets)
-        features = _backbone(model, images)
+        features = backbone_features(model, images)
         proposals, _ = model.rpn(images, features, targets)
         gt_boxes = [t["boxes"] for t in targets]
         gt_labels = [t["labels"] for t in targets]
@@ -89,7 +87,7 @@ def scoring_features(
     for images, targets in tqdm(loader, desc="scoring features", leave=False, mininterval=2):
         out.original_sizes += [tuple(image.shape[-2:]) for image in images]
         images, _ = model.transform(list(images))
-        features = _backbone(model, images)
+        features = backbone_features(model, images)
         proposals, _ = model.rpn(images, features)
         box_features = heads.box_head(heads.box_roi_pool(features, proposals, images.image_sizes))
         regression = heads.box_predictor.bbox_pred(box_features.flatten(1))
@@ -102,9 +100,12 @@ def scoring_features(
     return out
 
 
-def save_features(features: TrainingFeatures | ScoringFeatures, path: Path | str) -> None:
-    """One file; per-image tensors stored contiguously (cheap to write and read)."""
-    document = {"kind": type(features).__name__}
+def save_features(
+    features: TrainingFeatures | ScoringFeatures, path: Path | str, model_sha256: str | None = None
+) -> None:
+    """One file; per-image tensors stored contiguously (cheap to write and read). It records
+    the sha256 of the model file the features came from."""
+    document = {"kind": type(features).__name__, "model_sha256": model_sha256}
     for name, value in vars(features).items():
         if value and isinstance(value[0], torch.Tensor):
             document[name] = torch.cat(value)
@@ -115,10 +116,14 @@ def save_features(features: TrainingFeatures | ScoringFeatures, path: Path | str
         torch.save(document, tmp)
 
 
-def load_features(path: Path | str) -> TrainingFeatures | ScoringFeatures:
-    path = Path(path)
+def load_features(
+    path: Path | str, model_sha256: str | None = None
+) -> TrainingFeatures | ScoringFeatures:
+    """The features in ``path``; given ``model_sha256``, refused unless they came from the model
+    file with that sha256 (a method fitted on them replaces that model's last layer)."""
+    document = load_weights_only(path, "feature cache file")
     try:
-        document = torch.load(path, map_location="cpu", weights_only=True)
+        made_from = document.pop("model_sha256", None)
         kind = {"TrainingFeatures": TrainingFeatures, "ScoringFeatures": ScoringFeatures}[
             document.pop("kind")
         ]
@@ -128,6 +133,35 @@ def load_features(path: Path | str) -> TrainingFeatures | ScoringFeatures:
                 fields[name] = list(document[name].split(document[name + "_sizes"]))
             else:
                 fields[name] = document[name]
-        return kind(**fields)
+        features = kind(**fields)
     except Exception as error:  # a damaged or foreign file
-        raise ValueError(f"{path}: not a feature cache file ({error})") from error
+        raise ValueError(f"{path}: not a feature cache file ({error!r})") from error
+    if model_sha256 is not None and made_from != model_sha256:
+        raise ValueError(
+            f"{path}: made from another model (sha256 {made_from}, this one {model_sha256}); "
+            "recompute the cache with this model"
+        )
+    return features
+
+
+def cache_job(
+    model_file: Path,
+    train: Path,
+    val: Path,
+    images: Path,
+    out_dir: Path,
+    batch_size: int = 16,
+    data_options: dict | None = None,
+) -> None:
+    """``train.pt`` and ``val.pt`` in ``out_dir``: the frozen model's features of every
+    training RoI candidate and of every val image's test-time proposals, each recording the
+    sha256 of the model file."""
+    model, _ = load_model(model_file)
+    made_from = sha256_file(model_file)
+    options = data_options or {}
+    train_set = DetectionDataset(train, images, **options)
+    val_set = DetectionDataset(val, images, **options)  # both checked before anything is written
+    training = training_features(model, train_set, batch_size)
+    save_features(training, Path(out_dir) / "train.pt", made_from)
+    scoring = scoring_features(model, val_set, batch_size)
+    save_features(scoring, Path(out_dir) / "val.pt", made_from)

@@ -1,31 +1,32 @@
-"""Classifier-level methods on cached features: retrain the last layer, fit nearest class means,
-or rescale the baseline's layer (tau-norm), then score the cached evaluation images."""
+"""Classifier-level rows on cached features: retrain the last layer of the frozen baseline, then
+score the cached evaluation images."""
 
 from __future__ import annotations
 
 import json
-import math
-import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 
-from bags.classifiers import Classifier
-from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures
+from bags.classifiers import SoftmaxClassifier
+from bags.data.counts import read_counts
+from bags.data.download import sha256_file
+from bags.detector import classification_layer, set_classifier
+from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures, load_features
 from bags.engine.infer import image_results
-from bags.engine.train import TrainConfig, make_scheduler, training_plan
-from bags.evaluation import evaluate
+from bags.engine.model_files import load_model, make_detector, save_model, write_norms
+from bags.engine.train import TrainConfig, make_scheduler, method_classifier, training_plan
 from bags.io import atomic_path
-from bags.methods import EpochImages
-from bags.posthoc import tau_normalize
+from bags.methods import EpochImages, MethodSpec, TrainingStats
 
 
 def fit_layer(
     layer: nn.Linear,
-    classifier: Classifier,
+    classifier: SoftmaxClassifier,
     cache: TrainingFeatures,
     sampler,
     config: TrainConfig,
@@ -77,27 +78,6 @@ def fit_layer(
 
 
 @torch.no_grad()
-def class_mean_layer(cache: TrainingFeatures, num_classes: int) -> nn.Linear:
-    """Nearest class mean (NCM) as a linear layer: the mean feature mu_c of every class's RoI
-    candidates (background as class 0) and logits -||f - mu_c||^2 / T, T the mean squared
-    distance of a candidate to its own class mean. ||f||^2 is the same for every class, so the
-    logits are (2 mu_c . f - ||mu_c||^2) / T up to a per-RoI constant that softmax ignores."""
-    features = torch.cat(cache.features)
-    labels = torch.cat(cache.labels)
-    keep = labels >= 0
-    features, labels = features[keep], labels[keep]
-    counts = torch.bincount(labels, minlength=num_classes + 1).to(features.dtype)
-    sums = torch.zeros(num_classes + 1, features.shape[1]).index_add_(0, labels, features)
-    means = sums / counts.clamp(min=1)[:, None]
-    temperature = ((features - means[labels]) ** 2).sum(dim=1).mean().clamp(min=1e-12)
-    layer = nn.Linear(features.shape[1], num_classes + 1)
-    layer.weight.copy_(2 * means / temperature)
-    layer.bias.copy_(-(means**2).sum(dim=1) / temperature)
-    layer.bias[counts == 0] = -1e4  # a class without candidates is never predicted
-    return layer
-
-
-@torch.no_grad()
 def score_cached(
     model: FasterRCNN, cache: ScoringFeatures, category_of: dict[int, int]
 ) -> list[dict]:
@@ -125,35 +105,46 @@ def write_records(records: list[dict], path: Path | str) -> None:
         tmp.write_text(json.dumps(records))
 
 
-def choose_tau(
-    model: FasterRCNN,
-    heldout: ScoringFeatures,
-    heldout_json: Path,
-    taus: list[float],
-    category_of: dict[int, int],
-    instance_counts: dict[int, int],
-    edges: list[int],
-    max_dets: int = 300,
-) -> tuple[float, list[dict[str, float]]]:
-    """tau-norm's tau: the one whose rescaled last layer has the best AP on the held-out
-    training images (never val). Returns it and the AP of every tau tried; ``model``'s layer is
-    left as it was."""
-    predictor = model.roi_heads.box_predictor
-    original = predictor.cls_score
-    rows = []
-    try:
-        for tau in taus:
-            predictor.cls_score = tau_normalize(original, tau)
-            with tempfile.TemporaryDirectory() as scratch:
-                detections = Path(scratch) / "heldout_detections.json"
-                write_records(score_cached(model, heldout, category_of), detections)
-                metrics = evaluate(heldout_json, detections, instance_counts, edges, max_dets)
-            rows.append({"tau": tau, "heldout_AP": metrics["AP"], "heldout_APr": metrics["APr"]})
-    finally:
-        predictor.cls_score = original
-    best = max(rows, key=lambda row: _finite(row["heldout_AP"]))
-    return best["tau"], rows
-
-
-def _finite(value: float | None) -> float:
-    return -math.inf if value is None or math.isnan(value) else value
+def head_job(
+    baseline: Path,
+    cache_dir: Path,
+    counts: Path,
+    method: dict,
+    settings: dict,
+    out_model: Path,
+    out_log: Path,
+    out_detections: Path,
+    out_norms: Path,
+    groups_file: Path | None = None,
+    score_thresh: float = 0.0,
+    detections_per_img: int = 300,
+) -> None:
+    """Train one classifier-level row's last layer on the cached features of ``baseline``,
+    save the model, its per-epoch log, its detections on the cached val images and its norms."""
+    config = TrainConfig.from_dict(settings)
+    spec = MethodSpec.from_dict(method)
+    if spec.posthoc is not None:
+        raise ValueError("a post-hoc method trains nothing: run it with `bags posthoc`")
+    model, meta = load_model(baseline, score_thresh, detections_per_img)
+    table = read_counts(counts)
+    if len(table) != meta["num_classes"]:
+        raise ValueError(f"{counts}: {len(table)} classes, the model has {meta['num_classes']}")
+    made_from = sha256_file(baseline)  # a cache of another model is refused
+    train = load_features(cache_dir / "train.pt", made_from)
+    val = load_features(cache_dir / "val.pt", made_from)  # checked before any output
+    ids = table["category_id"].tolist()
+    stats = TrainingStats.from_images(table["instance_count"].tolist(), train.image_classes, ids)
+    classifier = method_classifier(spec, stats, groups_file)
+    torch.manual_seed(config.seed)
+    set_classifier(model, classifier, spec.new_layer, score_thresh, detections_per_img)
+    sampler = model.roi_heads.fg_bg_sampler
+    layer = classification_layer(model)
+    rows = fit_layer(layer, classifier, train, sampler, config, spec.epoch_images(stats))
+    meta = {k: v for k, v in meta.items() if k not in ("groups", "beta")}
+    meta = {**meta, **classifier.meta(), "method": method}
+    make_detector(meta)
+    save_model(out_model, model, meta)
+    with atomic_path(out_log) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_records(score_cached(model, val, dict(enumerate(ids, start=1))), out_detections)
+    write_norms(model, table, out_norms)

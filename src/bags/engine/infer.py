@@ -58,3 +58,25 @@ def predict_to_file(
                     written += 1
         file.write("]")
     return written
+
+
+def infer_job(
+    model_file: Path,
+    annotations: Path,
+    images: Path,
+    out: Path,
+    score_thresh: float,
+    detections_per_img: int,
+    batch_size: int = 16,
+    workers: int = 0,
+    device: str = "auto",
+    data_options: dict | None = None,
+) -> int:
+    """Detections of a model file on a dataset, as an LVIS results JSON. Returns the count."""
+    from bags.engine.model_files import load_model
+    from bags.engine.train import pick_device
+
+    model, _ = load_model(model_file, score_thresh, detections_per_img)
+    dataset = DetectionDataset(annotations, images, **(data_options or {}))
+    target = pick_device(device)
+    return predict_to_file(model, dataset, out, batch_size, target, workers)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torchvision.models.detection import FasterRCNN
 
 from bags.builders import build_detector
-from bags.detector import set_classifier
+from bags.classifiers import from_meta
+from bags.data.counts import read_counts
+from bags.detector import classification_layer, num_classes_of, set_classifier
 from bags.io import atomic_path
-from bags.methods import scoring_classifier
+from bags.safe_load import load_weights_only, one_line
+from bags.weight_norms import class_weight_norms
 
 
 def make_detector(
@@ -19,7 +23,7 @@ def make_detector(
 ) -> FasterRCNN:
     """Build the detector ``meta`` describes: arch, num_classes, classifier (and groups)."""
     model = build_detector(meta["arch"], meta["num_classes"])
-    classifier = scoring_classifier(meta)
+    classifier = from_meta(meta)
     return set_classifier(model, classifier, False, score_thresh, detections)
 
 
@@ -32,15 +36,22 @@ def read_model_file(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a damaged file
-        raise ValueError(f"{path}: not a readable model file ({error})") from error
-    if not isinstance(content, dict) or not {"meta", "state_dict"} <= content.keys():
+    content = load_weights_only(path, "readable model file")
+    if (
+        not isinstance(content, dict)
+        or not isinstance(content.get("meta"), dict)
+        or not isinstance(content.get("state_dict"), dict)
+    ):
         raise ValueError(f"{path}: not a bags model file (expected 'meta' and 'state_dict')")
-    missing = {"arch", "num_classes", "classifier"} - set(content["meta"])
+    meta = content["meta"]
+    missing = {"arch", "num_classes", "classifier"} - set(meta)
     if missing:
         raise ValueError(f"{path}: model description lacks {sorted(missing)}")
+    if meta["classifier"] == "bags" and "groups" not in meta:
+        raise ValueError(f"{path}: model description lacks 'groups' (its classifier is bags)")
+    count = meta["num_classes"]
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"{path}: model description has num_classes {count!r}")
     return content
 
 
@@ -48,11 +59,33 @@ def load_model(
     path: Path | str, score_thresh: float | None = None, detections: int = 300
 ) -> tuple[FasterRCNN, dict[str, Any]]:
     content = read_model_file(path)
-    model = make_detector(content["meta"], score_thresh, detections)
+    try:
+        model = make_detector(content["meta"], score_thresh, detections)
+    except (KeyError, TypeError, ValueError) as error:  # a description from elsewhere
+        raise ValueError(f"{path}: its description makes no detector ({error!r})") from error
     try:
         model.load_state_dict(content["state_dict"])
     except RuntimeError as error:
         raise ValueError(
-            f"{path}: weights do not fit the detector it describes ({error})"
+            f"{path}: weights do not fit the detector it describes ({one_line(error)})"
         ) from error
     return model, content["meta"]
+
+
+def write_norms(model: FasterRCNN, counts: pd.DataFrame, out: Path | str) -> None:
+    """The per-class weight norms of the model's last layer beside the class counts (CSV)."""
+    if len(counts) != num_classes_of(model):
+        raise ValueError(
+            f"{len(counts)} classes in the counts, the model has {num_classes_of(model)}"
+        )
+    table = counts[["category_id", "name", "instance_count"]].copy()
+    rows = model.roi_heads.classifier.class_rows
+    table["norm"] = class_weight_norms(classification_layer(model), rows).numpy()
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def norms_job(model_file: Path, counts: Path, out: Path) -> None:
+    """``write_norms`` of a model file and the counts CSV of its training set."""
+    model, _ = load_model(model_file)
+    write_norms(model, read_counts(counts), out)

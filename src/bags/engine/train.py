@@ -19,8 +19,12 @@ from torch.utils.data import DataLoader
 from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
+from bags.builders import build_detector
+from bags.classifiers import GroupSoftmaxClassifier
+from bags.data.counts import read_counts
 from bags.data.dataset import DetectionDataset, collate
-from bags.detector import classification_layer
+from bags.data.download import sha256_file
+from bags.detector import classification_layer, fresh_predictor, set_classifier
 from bags.engine.checkpoints import (
     code_version,
     latest_checkpoint,
@@ -28,9 +32,10 @@ from bags.engine.checkpoints import (
     save_checkpoint,
 )
 from bags.engine.distributed import Workers, start_workers, stop_workers
-from bags.engine.model_files import save_model
+from bags.engine.model_files import load_model, make_detector, save_model
+from bags.groups import read_groups_file
 from bags.io import atomic_path
-from bags.methods import EpochImages
+from bags.methods import EpochImages, MethodSpec, TrainingStats
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,9 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
-        if self.amp not in AMP_DTYPES:
+        if not isinstance(self.amp, str) or self.amp not in AMP_DTYPES:
             raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
+        _check_settings(self)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> TrainConfig:
@@ -87,6 +93,53 @@ class TrainConfig:
         if self.base_batch_size is None:
             return self.lr
         return self.lr * self.batch_size / self.base_batch_size
+
+
+# Integer settings and their least value; real ones and their range (lr also > 0).
+_INTEGERS = {"epochs": 1, "batch_size": 1, "warmup_iters": 0, "workers": 0, "keep_checkpoints": 1}
+_REALS = {
+    "lr": (0, math.inf),
+    "momentum": (0, 1),
+    "weight_decay": (0, math.inf),
+    "warmup_ratio": (0, 1),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_settings(config: TrainConfig) -> None:
+    """One clear error for a setting of the wrong kind or out of range."""
+
+    def fail(key: str, expected: str) -> ValueError:
+        return ValueError(
+            f"training setting {key!r} must be {expected}, got {getattr(config, key)!r}"
+        )
+
+    for key, least in _INTEGERS.items():
+        value = getattr(config, key)
+        if not _is_int(value) or value < least:
+            raise fail(key, f"an integer >= {least}")
+    for key, (low, high) in _REALS.items():
+        value = getattr(config, key)
+        real = _is_int(value) or isinstance(value, float)
+        if not (real and math.isfinite(value) and low <= value <= high) or (
+            key == "lr" and value == 0
+        ):
+            raise fail(key, f"a number in [{low}, {high}]" + (", not 0" if key == "lr" else ""))
+    if not _is_int(config.seed):
+        raise fail("seed", "an integer")
+    if config.base_batch_size is not None and not (
+        _is_int(config.base_batch_size) and config.base_batch_size >= 1
+    ):
+        raise fail("base_batch_size", "an integer >= 1")
+    if not isinstance(config.milestones, list | tuple) or not all(map(_is_int, config.milestones)):
+        raise fail("milestones", "a list of epochs")
+    if not isinstance(config.hflip, bool):
+        raise fail("hflip", "true or false")
+    if not isinstance(config.extra, dict):
+        raise fail("extra", "an object")
 
 
 def lr_factor(iteration: int, total: int, epoch: int, config: TrainConfig) -> float:
@@ -213,108 +266,131 @@ def train(
 
 
 def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan) -> None:
-    device = workers.device
     if config.batch_size % workers.world_size:
         raise ValueError(
             f"batch_size {config.batch_size} must divide among {workers.world_size} processes"
         )
-    model.to(device)
-    params = _trainable_parameters(model, config.trainable)
-    optimizer = torch.optim.SGD(
-        params, lr=config.scaled_lr(), momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    starts = epoch_starts(plan)
-    total = starts[-1]
-    scheduler = make_scheduler(optimizer, plan, config)
-    # What a resumed run must share with the checkpoint (not how data is loaded or kept).
-    numerics = {k: v for k, v in asdict(config).items() if k not in ("workers", "keep_checkpoints")}
-    settings = {"meta": meta, "train": numerics, "world_size": workers.world_size}
-    version = code_version()
-    step, rows, partial = 0, [], None
-    checkpoint = latest_checkpoint(work_dir)
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, json.loads(json.dumps(settings, default=str)), version)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, rows = state["step"], state["rows"]
-        partial = state["partials"][workers.rank] if state["partials"] else None
-        log.info("resuming from %s (step %d of %d)", checkpoint, step, total)
-    net = model
-    if workers.world_size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    def checkpoint(partial: dict | None) -> None:
-        _save(work_dir, step, settings, version, model, optimizer, scheduler, scaler, rows,
-              partial, config, workers)  # fmt: skip
-
+    run = _Run(model, config, meta, work_dir, workers, plan)
     stop = StopRequest()
     try:
-        while step < total:
-            epoch = bisect.bisect_right(starts, step) - 1
-            first, per_epoch = step - starts[epoch], len(plan[epoch])
-            if partial is None:
-                torch.manual_seed(hash((config.seed, epoch, workers.rank)))
-                partial = {"sums": {}, "images": 0, "seconds": 0.0}
-            else:
-                _restore_rng(partial, device)
-            dataset.set_epoch(config.seed, epoch)  # the flips of an epoch, whoever loads it
-            batches = plan[epoch]
-            share = config.batch_size // workers.world_size
-            mine = [b[workers.rank * share : (workers.rank + 1) * share] for b in batches]
-            loader = DataLoader(
-                dataset,
-                batch_sampler=mine[first:],
-                collate_fn=collate,
-                num_workers=config.workers,
-                pin_memory=device.type == "cuda",
-                generator=torch.Generator(),  # keeps the loader off the global RNG
-            )
-            _set_mode(model, config.trainable)
-            bar = tqdm(
-                loader,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                initial=first,
-                total=per_epoch,
-                leave=False,
-                mininterval=2,
-                disable=not workers.is_main,
-            )
-            started = time.perf_counter()
-            for images, targets in bar:
-                losses = _step(net, images, targets, optimizer, scheduler, scaler, config, device)
-                step += 1
-                for name, value in losses.items():
-                    partial["sums"][name] = partial["sums"].get(name, 0.0) + value * len(images)
-                partial["images"] += len(images)
-                bar.set_postfix(loss=f"{losses['loss']:.3f}")
-                if workers.any(stop.requested) and step < starts[epoch + 1]:
-                    partial["seconds"] += time.perf_counter() - started
-                    _keep_rng(partial, device)
-                    checkpoint(partial)
-                    raise Stopped(f"stopped on SIGTERM at step {step}; rerun to resume")
-            partial["seconds"] += time.perf_counter() - started
-            rows.append(_epoch_row(epoch, partial, optimizer, workers))
-            log.info(
-                "epoch %d/%d: %s",
-                epoch + 1,
-                config.epochs,
-                ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items() if k != "epoch"),
-            )
-            partial = None
-            checkpoint(partial)
-            if workers.any(stop.requested) and step < total:
+        while run.step < run.starts[-1]:
+            epoch = bisect.bisect_right(run.starts, run.step) - 1
+            run.epoch(dataset, epoch, stop)
+            if workers.any(stop.requested) and run.step < run.starts[-1]:
                 raise Stopped(f"stopped on SIGTERM after epoch {epoch + 1}; rerun to resume")
     finally:
         stop.close()
     if workers.is_main:
-        _write_log(log_csv, rows)
+        _write_log(log_csv, run.rows)
         save_model(out_model, model.cpu(), meta)
     workers.barrier()
+
+
+class _Run:
+    """One training's state: the model, its optimizer, schedule and loss scaler, the step, the
+    epoch log, and the running sums of the epoch under way; resumed from the last checkpoint."""
+
+    def __init__(self, model, config: TrainConfig, meta, work_dir, workers: Workers, plan):
+        self.model, self.config, self.work_dir = model, config, work_dir
+        self.workers, self.plan, self.device = workers, plan, workers.device
+        model.to(self.device)
+        params = _trainable_parameters(model, config.trainable)
+        self.optimizer = torch.optim.SGD(
+            params,
+            lr=config.scaled_lr(),
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        self.starts = epoch_starts(plan)
+        self.scheduler = make_scheduler(self.optimizer, plan, config)
+        # What a resumed run must share with the checkpoint (not how data is loaded or kept).
+        kept = ("workers", "keep_checkpoints")
+        numerics = {k: v for k, v in asdict(config).items() if k not in kept}
+        self.settings = {"meta": meta, "train": numerics, "world_size": workers.world_size}
+        self.version = code_version()
+        self.step, self.rows, self.partial = 0, [], None
+        self._resume()
+        self.net = model
+        if workers.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _resume(self) -> None:
+        checkpoint = latest_checkpoint(self.work_dir)
+        if checkpoint is None:
+            return
+        expected = json.loads(json.dumps(self.settings, default=str))
+        state = load_checkpoint(checkpoint, expected, self.version)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.rows = state["step"], state["rows"]
+        partials = state["partials"]
+        self.partial = partials[self.workers.rank] if partials else None
+        log.info("resuming from %s (step %d of %d)", checkpoint, self.step, self.starts[-1])
+
+    def _save(self) -> None:
+        _save(self.work_dir, self.step, self.settings, self.version, self.model, self.optimizer,
+              self.scheduler, self.scaler, self.rows, self.partial, self.config,
+              self.workers)  # fmt: skip
+
+    def _loader(self, dataset, epoch: int, first: int):
+        """This process's share of the epoch's batches from step ``first`` of the epoch."""
+        share = self.config.batch_size // self.workers.world_size
+        rank = self.workers.rank
+        mine = [batch[rank * share : (rank + 1) * share] for batch in self.plan[epoch]]
+        loader = DataLoader(
+            dataset,
+            batch_sampler=mine[first:],
+            collate_fn=collate,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),  # keeps the loader off the global RNG
+        )
+        return tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            initial=first,
+            total=len(self.plan[epoch]),
+            leave=False,
+            mininterval=2,
+            disable=not self.workers.is_main,
+        )
+
+    def epoch(self, dataset, epoch: int, stop: StopRequest) -> None:
+        """Train the rest of ``epoch``; on SIGTERM, save mid-epoch and raise ``Stopped``."""
+        config, device, first = self.config, self.device, self.step - self.starts[epoch]
+        if self.partial is None:
+            torch.manual_seed(hash((config.seed, epoch, self.workers.rank)))
+            self.partial = {"sums": {}, "images": 0, "seconds": 0.0}
+        else:
+            _restore_rng(self.partial, device)
+        partial = self.partial
+        dataset.set_epoch(config.seed, epoch)  # the flips of an epoch, whoever loads it
+        bar = self._loader(dataset, epoch, first)
+        _set_mode(self.model, config.trainable)
+        started = time.perf_counter()
+        for images, targets in bar:
+            losses = _step(self.net, images, targets, self.optimizer, self.scheduler,
+                           self.scaler, config, device)  # fmt: skip
+            self.step += 1
+            for name, value in losses.items():
+                partial["sums"][name] = partial["sums"].get(name, 0.0) + value * len(images)
+            partial["images"] += len(images)
+            bar.set_postfix(loss=f"{losses['loss']:.3f}")
+            if self.workers.any(stop.requested) and self.step < self.starts[epoch + 1]:
+                partial["seconds"] += time.perf_counter() - started
+                _keep_rng(partial, device)
+                self._save()
+                raise Stopped(f"stopped on SIGTERM at step {self.step}; rerun to resume")
+        partial["seconds"] += time.perf_counter() - started
+        self.rows.append(_epoch_row(epoch, partial, self.optimizer, self.workers))
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in self.rows[-1].items() if k != "epoch")
+        log.info("epoch %d/%d: %s", epoch + 1, config.epochs, summary)
+        self.partial = None
+        self._save()
 
 
 def _step(net, images, targets, optimizer, scheduler, scaler, config, device) -> dict[str, float]:
@@ -403,3 +479,72 @@ def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def start_model(
+    start: Path | None, arch: dict, num_classes: int, seed: int
+) -> tuple[FasterRCNN, dict[str, Any]]:
+    """Where a row starts: the architecture's initial weights (no ``start``), or a trained
+    model; one trained on other classes gets a fresh box predictor, as the reference's start
+    from COCO does."""
+    torch.manual_seed(seed)
+    if start is None:
+        return build_detector(arch, num_classes), {"arch": arch, "num_classes": num_classes}
+    model, meta = load_model(start)
+    if meta["num_classes"] != num_classes:
+        fresh_predictor(model, num_classes)
+    # Checkpoints record which model they went on from: a retrained start restarts them.
+    return model, {"arch": meta["arch"], "num_classes": num_classes, "start": sha256_file(start)}
+
+
+def method_classifier(spec: MethodSpec, stats: TrainingStats, groups_file: Path | None):
+    """The method's classification rule; BAGS takes its groups and beta from the groups file."""
+    if spec.loss != "bags":
+        return spec.classifier(stats)
+    if spec.loss_options:
+        raise ValueError("BAGS takes its groups and beta from its groups file: no 'loss_options'")
+    if groups_file is None:
+        raise ValueError("a BAGS method needs its groups file (--groups-file)")
+    ids = stats.category_ids or list(range(1, stats.num_classes + 1))
+    try:
+        groups, beta = read_groups_file(Path(groups_file).read_text(), ids)
+    except ValueError as error:
+        raise ValueError(f"{groups_file}: {error}") from error
+    return GroupSoftmaxClassifier(groups, beta)
+
+
+def train_job(
+    annotations: Path,
+    images: Path,
+    counts: Path,
+    arch: dict,
+    settings: dict,
+    method: dict,
+    out: Path,
+    epoch_log: Path,
+    work_dir: Path,
+    start: Path | None = None,
+    groups_file: Path | None = None,
+    data_options: dict | None = None,
+    device: str = "auto",
+) -> None:
+    """Train one row's model from where it starts; rerunning resumes from ``work_dir``."""
+    config = TrainConfig.from_dict(settings)
+    spec = MethodSpec.from_dict(method)
+    dataset = DetectionDataset(annotations, images, config.hflip, **(data_options or {}))
+    stats = TrainingStats.from_dataset(dataset, read_counts(counts))
+    model, meta = start_model(start, arch, dataset.num_classes, config.seed)
+    classifier = method_classifier(spec, stats, groups_file)
+    torch.manual_seed(config.seed)  # a fresh last layer starts the same way on any path
+    model = set_classifier(model, classifier, spec.new_layer)
+    meta = {**meta, **classifier.meta(), "method": asdict(spec)}
+    make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
+    target = pick_device(device)
+    log.info("training on %s, lr %.4g for batch %d", target, config.scaled_lr(), config.batch_size)
+    try:
+        train(
+            model, dataset, config, meta, out, work_dir, epoch_log, target, spec.epoch_images(stats)
+        )
+    except Stopped as stopped:
+        log.warning("%s", stopped)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if the signal had ended it

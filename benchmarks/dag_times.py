@@ -1,0 +1,60 @@
+"""Per-rule time and memory of a finished DAG, from Snakemake's benchmark files.
+
+    python benchmarks/dag_times.py [results/synthetic]
+
+Each rule's `benchmark:` file records its job's wall seconds and peak memory. This sums them by
+rule (jobs side by side overlap, so the sum exceeds the DAG's wall clock on several cores) and
+prints a Markdown table, the largest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+
+def rule_of(path: Path, root: Path) -> str:
+    """The rule a benchmark file belongs to: its folder under benchmarks/ (or its own name)."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", nargs="?", default="results/synthetic", type=Path)
+    args = parser.parse_args()
+    root = args.experiment / "benchmarks"
+    rows = []
+    for path in sorted(root.rglob("*.tsv")):
+        table = pd.read_csv(path, sep="\t")
+        rows.append(
+            {
+                "rule": rule_of(path, root),
+                "job": path.stem,
+                "s": float(table["s"].iloc[-1]),
+                "max_rss": float(table["max_rss"].iloc[-1]),
+            }
+        )
+    if not rows:
+        raise SystemExit(f"no benchmark files under {root}")
+    jobs = pd.DataFrame(rows)
+    summary = jobs.groupby("rule").agg(
+        jobs=("job", "count"), seconds=("s", "sum"), peak_mb=("max_rss", "max")
+    )
+    summary = summary.sort_values("seconds", ascending=False)
+    print("| rule | jobs | seconds | peak MB |\n| --- | ---: | ---: | ---: |")
+    for rule, row in summary.iterrows():
+        print(f"| {rule} | {row.jobs} | {row.seconds:.0f} | {row.peak_mb:.0f} |")
+    print(f"| **sum** | {len(jobs)} | **{jobs['s'].sum():.0f}** | |")
+    for name in ("train",):
+        part = jobs[jobs["rule"] == name].sort_values("s", ascending=False)
+        if len(part):
+            print(
+                f"\n{name} jobs: " + ", ".join(f"{j} {s:.0f} s" for j, s in zip(part.job, part.s))
+            )
+
+
+if __name__ == "__main__":
+    main()

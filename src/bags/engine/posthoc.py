@@ -1,0 +1,64 @@
+"""The post-hoc rows' job: the trained baseline with its classifier rescaled or replaced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bags.data.counts import read_counts
+from bags.data.dataset import DetectionDataset
+from bags.engine.model_files import load_model, make_detector, save_model
+from bags.engine.train import pick_device
+from bags.io import atomic_path
+from bags.methods import MethodSpec, PosthocData, TrainingStats
+
+
+def posthoc_job(
+    baseline: Path,
+    method: dict,
+    counts: Path,
+    annotations: Path,
+    images: Path,
+    out: Path,
+    out_log: Path,
+    heldout: Path | None = None,
+    edges: Sequence[int] | None = None,
+    data_options: dict | None = None,
+    device: str = "auto",
+) -> None:
+    """Apply the method's post-hoc rule to ``baseline`` (trained on ``annotations``, whose
+    images the rule may read; ``heldout``, a share of them, to choose a setting on, scored with
+    AP1..APk by the count ``edges``) and save the result as a model file, and what the rule
+    tried as a log."""
+    if heldout is not None and not edges:
+        raise ValueError("choosing on held-out images needs the count bins' --edges")
+    spec = MethodSpec.from_dict(method)
+    if spec.posthoc is None:
+        raise ValueError("the method names no post-hoc rule")
+    options = data_options or {}
+    model, meta = load_model(baseline)
+    target = pick_device(device)
+    model.to(target)
+    table = read_counts(counts)
+    train = DetectionDataset(annotations, images, **options)
+    stats = TrainingStats.from_dataset(train, table)
+    data = PosthocData(
+        train=train,
+        heldout=None if heldout is None else DetectionDataset(heldout, images, **options),
+        instance_counts=dict(zip(table["category_id"], table["instance_count"])),
+        edges=list(edges or []),
+        device=target,
+    )
+    with torch.no_grad():
+        rows = spec.apply_posthoc(model, stats, data)
+    meta = {**meta, **model.roi_heads.classifier.meta(), "method": method}
+    chosen = [row for row in rows if row.get("chosen")]
+    if chosen:
+        meta["posthoc_choice"] = {k: v for k, v in chosen[0].items() if k != "chosen"}
+    make_detector(meta)
+    save_model(out, model.cpu(), meta)
+    with atomic_path(out_log) as tmp:
+        pd.DataFrame(rows, columns=list(rows[0]) if rows else ["chosen"]).to_csv(tmp, index=False)
