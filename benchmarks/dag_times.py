@@ -4,7 +4,8 @@
 
 Each rule's `benchmark:` file records its job's wall seconds and peak memory. This sums them by
 rule (jobs side by side overlap, so the sum exceeds the DAG's wall clock on several cores) and
-prints a Markdown table, the largest first.
+prints a Markdown table, the largest first. A rule's shortest job approximates the fixed cost
+of one of its jobs (interpreter and torch start-up, reading inputs).
 """
 
 from __future__ import annotations
@@ -41,13 +42,18 @@ def main() -> None:
         raise SystemExit(f"no benchmark files under {root}")
     jobs = pd.DataFrame(rows)
     summary = jobs.groupby("rule").agg(
-        jobs=("job", "count"), seconds=("s", "sum"), peak_mb=("max_rss", "max")
+        jobs=("job", "count"),
+        seconds=("s", "sum"),
+        shortest=("s", "min"),
+        peak_mb=("max_rss", "max"),
     )
     summary = summary.sort_values("seconds", ascending=False)
-    print("| rule | jobs | seconds | peak MB |\n| --- | ---: | ---: | ---: |")
+    print("| rule | jobs | seconds | shortest job (s) | peak MB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for rule, row in summary.iterrows():
-        print(f"| {rule} | {row.jobs} | {row.seconds:.0f} | {row.peak_mb:.0f} |")
-    print(f"| **sum** | {len(jobs)} | **{jobs['s'].sum():.0f}** | |")
+        cells = [rule, int(row.jobs), f"{row.seconds:.0f}", f"{row.shortest:.1f}"]
+        print("| " + " | ".join(map(str, cells)) + f" | {row.peak_mb:.0f} |")
+    print(f"| **sum** | {len(jobs)} | **{jobs['s'].sum():.0f}** | | |")
     for name in ("train",):
         part = jobs[jobs["rule"] == name].sort_values("s", ascending=False)
         if len(part):

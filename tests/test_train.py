@@ -80,3 +80,33 @@ def test_linear_lr_scaling():
     assert TrainConfig(epochs=1, lr=0.02, batch_size=4).scaled_lr() == 0.02
     with pytest.raises(ValueError, match="amp"):
         TrainConfig(epochs=1, amp="fp8")
+
+
+def _gradient_norm_after_one_step(grad_clip):
+    """The total gradient norm a training step leaves on a small detector (lr 0: no update)."""
+    from bags.builders import build_detector
+    from bags.engine.train import _step
+
+    torch.manual_seed(0)
+    model = build_detector({"name": "small", "image_size": 64}, num_classes=3).train()
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    targets = [{"boxes": box, "labels": torch.tensor([i + 1])} for i in range(2)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    config = TrainConfig(epochs=1, warmup_iters=0, grad_clip=grad_clip)
+    _step(model, images, targets, optimizer, scheduler, scaler, config, torch.device("cpu"))
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+
+
+def test_gradient_clipping_bounds_the_total_norm():
+    unclipped = _gradient_norm_after_one_step(None)
+    assert unclipped > 0.1
+    assert _gradient_norm_after_one_step(0.1) == pytest.approx(0.1, rel=1e-4)
+    # A bound above the norm leaves the gradients as they are.
+    assert _gradient_norm_after_one_step(2 * unclipped) == pytest.approx(unclipped, rel=1e-6)
+    for bad in (0, -1.0, float("nan"), "35"):
+        with pytest.raises(ValueError, match="grad_clip"):
+            TrainConfig(epochs=1, grad_clip=bad)

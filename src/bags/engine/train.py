@@ -70,6 +70,7 @@ class TrainConfig:
     workers: int = 0  # data-loading processes
     seed: int = 0
     keep_checkpoints: int = 2
+    grad_clip: float | None = None  # largest total gradient norm (the reference: 35); None: off
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoints, not used
 
     def __post_init__(self) -> None:
@@ -136,6 +137,12 @@ def _check_settings(config: TrainConfig) -> None:
         raise fail("base_batch_size", "an integer >= 1")
     if not isinstance(config.milestones, list | tuple) or not all(map(_is_int, config.milestones)):
         raise fail("milestones", "a list of epochs")
+    if config.grad_clip is not None and not (
+        (_is_int(config.grad_clip) or isinstance(config.grad_clip, float))
+        and math.isfinite(config.grad_clip)
+        and config.grad_clip > 0
+    ):
+        raise fail("grad_clip", "a number > 0, or null")
     if not isinstance(config.hflip, bool):
         raise fail("hflip", "true or false")
     if not isinstance(config.extra, dict):
@@ -410,6 +417,10 @@ def _step(net, images, targets, optimizer, scheduler, scaler, config, device) ->
         raise ValueError(f"the training loss became {loss.item()}; lower the lr or check the data")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if config.grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, as mmdetection's optimizer hook does
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
