@@ -95,6 +95,31 @@ def test_fitting_the_last_layer_lowers_the_loss(tiny):
         fit_layer(layer, SoftmaxClassifier(1), cache, None, TrainConfig(epochs=1, hflip=True))
 
 
+def test_fitting_the_last_layer_clips_its_gradient(tiny):
+    _, model, train, _ = tiny
+    model = to_softmax(model)
+    cache = training_features(model, train, batch_size=4)
+    layer = model.roi_heads.box_predictor.cls_score
+    start = torch.cat([p.detach().flatten().clone() for p in layer.parameters()])
+    steps = -(-len(cache.features) // 4)
+
+    def moved(grad_clip):
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(start.clone(), layer.parameters())
+        config = TrainConfig(
+            epochs=1, batch_size=4, lr=0.05, momentum=0.0, weight_decay=0.0, warmup_iters=0,
+            schedule="step", grad_clip=grad_clip,
+        )  # fmt: skip
+        sampler = model.roi_heads.fg_bg_sampler
+        fit_layer(layer, SoftmaxClassifier(train.num_classes), cache, sampler, config)
+        return (torch.nn.utils.parameters_to_vector(layer.parameters()) - start).norm().item()
+
+    # Plain SGD moves each step by lr x the gradient, whose norm the clip bounds.
+    bound = steps * 0.05 * 1e-3
+    assert moved(1e-3) <= bound * (1 + 1e-4)
+    assert moved(None) > 10 * bound
+
+
 def test_a_damaged_cache_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "train.pt"
     bad.write_bytes(b"not a cache")

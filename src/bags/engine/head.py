@@ -60,6 +60,8 @@ def fit_layer(
                 raise ValueError(f"the training loss became {loss.item()}; lower the lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip is not None:  # as the training loop clips the trained layer
+                torch.nn.utils.clip_grad_norm_(layer.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(batch)
