@@ -1,11 +1,14 @@
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from bags.cli import main
-from bags.engine.train import TrainConfig, lr_factor
+from bags.engine.train import TrainConfig, lr_factor, resolve_amp
 from tests.helpers import (
     TINY_TRAIN,
     counting_steps,
@@ -75,6 +78,46 @@ def test_mixed_precision_path_trains(tmp_path, amp):
     assert all(v.dtype != torch.bfloat16 for v in state.values())  # weights stay fp32
 
 
+def _cpu_with(monkeypatch, amx: bool, onednn_bf16: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_faster(monkeypatch):
+    cpu = torch.device("cpu")
+    for amp in ("none", "bf16", "fp16"):
+        assert resolve_amp(amp, cpu) == amp
+    _cpu_with(monkeypatch, amx=True, onednn_bf16=True)
+    assert resolve_amp("auto", cpu) == "bf16"
+    _cpu_with(monkeypatch, amx=False, onednn_bf16=True)  # AVX-512 bf16 kernels, slower than fp32
+    assert resolve_amp("auto", cpu) == "none"
+    _cpu_with(monkeypatch, amx=True, onednn_bf16=False)
+    assert resolve_amp("auto", cpu) == "none"
+
+
+def test_auto_precision_asks_onednn_for_its_bf16_kernels():
+    """oneDNN capped at AVX2 (as on a CPU without AVX-512) has no bf16 kernels: auto is fp32."""
+    code = "import torch; from bags.engine.train import resolve_amp; "
+    code += "print(resolve_amp('auto', torch.device('cpu')))"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "none", done.stderr
+
+
+def test_a_run_resumes_only_at_the_precision_it_began_with(tmp_path, monkeypatch, capsys):
+    root = make_tiny_dataset(tmp_path / "data")
+    settings = {**TINY_TRAIN, "amp": "auto"}
+    _cpu_with(monkeypatch, amx=True, onednn_bf16=True)
+    assert train(root, tmp_path / "a.pt", tmp_path / "ck", settings) == 0
+    max(Path(tmp_path / "ck").glob("step_*.pt")).unlink()
+    (tmp_path / "a.pt").unlink()
+    # The same config on a machine where auto means fp32: the bf16 checkpoint is not resumed.
+    _cpu_with(monkeypatch, amx=False, onednn_bf16=True)
+    assert train(root, tmp_path / "a.pt", tmp_path / "ck", settings) == 1
+    assert "made with another configuration" in capsys.readouterr().err
+    assert not (tmp_path / "a.pt").exists()
+
+
 def test_linear_lr_scaling():
     assert TrainConfig(epochs=1, lr=0.02, batch_size=4, base_batch_size=16).scaled_lr() == 0.005
     assert TrainConfig(epochs=1, lr=0.02, batch_size=4).scaled_lr() == 0.02
@@ -96,7 +139,7 @@ def _gradient_norm_after_one_step(grad_clip):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     config = TrainConfig(epochs=1, warmup_iters=0, grad_clip=grad_clip)
-    _step(model, images, targets, optimizer, scheduler, scaler, config, torch.device("cpu"))
+    _step(model, images, targets, optimizer, scheduler, scaler, config, "none", torch.device("cpu"))
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
 
