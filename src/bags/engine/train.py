@@ -47,8 +47,8 @@ TRAINABLE = ("all", "box_head", "classifier")
 
 def resolve_amp(amp: str, device: torch.device) -> str:
     """``auto``: bf16 where the device runs it faster than fp32, else none. On a CPU that means
-    AMX tiles (oneDNN's bf16 kernels without them are slower than fp32: 0.4x with AVX-512,
-    0.1x with AVX2 only, for the small detector); on a GPU, bf16 support."""
+    AMX tiles: without them oneDNN's bf16 is slower than fp32 (the small detector's training,
+    oneDNN capped: 0.87x with AVX512-BF16, 0.12x with AVX2 only); on a GPU, bf16 support."""
     if amp != "auto":
         return amp
     if device.type == "cuda":
