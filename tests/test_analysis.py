@@ -1,4 +1,8 @@
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -397,3 +401,19 @@ def test_write_claims_markdown(tmp_path):
     assert "| b \\| c | x | FAIL |" in lines
     assert lines[-1] == "1 of 2 claims pass"
     assert [p.name for p in tmp_path.iterdir()] == ["claims.md"]
+
+
+def test_differences_script_takes_each_seed_against_the_same_seed(tmp_path):
+    """scripts/differences.py: A minus B seed by seed, then mean ± sample std."""
+    for method, values in {"a": [(80, 60), (84, 70)], "b": [(79, 55), (82, 66), (1, 1)]}.items():
+        for seed, (ap, apr) in enumerate(values):
+            run = tmp_path / "runs" / "longtail" / method / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps({"AP": ap, "APr": apr}))
+    script = Path(__file__).parents[1] / "scripts" / "differences.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "a", "b"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # Seeds 0 and 1 only (b's seed 2 has no partner): AP +1, +2; APr +5, +4.
+    assert "| a minus b | 2 | +1.5 ± 0.7 | +4.5 ± 0.7 |" in done.stdout
