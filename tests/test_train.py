@@ -74,8 +74,9 @@ def test_mixed_precision_path_trains(tmp_path, amp):
     root = make_tiny_dataset(tmp_path / "data")
     settings = {**TINY_TRAIN, "epochs": 1, "amp": amp}
     assert train(root, tmp_path / "m.pt", tmp_path / "ck", settings) == 0
-    state = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
-    assert all(v.dtype != torch.bfloat16 for v in state.values())  # weights stay fp32
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert all(v.dtype != torch.bfloat16 for v in saved["state_dict"].values())  # weights: fp32
+    assert saved["meta"]["precision"] == amp
 
 
 def _cpu_with(monkeypatch, amx: bool, onednn_bf16: bool) -> None:
@@ -109,6 +110,7 @@ def test_a_run_resumes_only_at_the_precision_it_began_with(tmp_path, monkeypatch
     settings = {**TINY_TRAIN, "amp": "auto"}
     _cpu_with(monkeypatch, amx=True, onednn_bf16=True)
     assert train(root, tmp_path / "a.pt", tmp_path / "ck", settings) == 0
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["meta"]["precision"] == "bf16"
     max(Path(tmp_path / "ck").glob("step_*.pt")).unlink()
     (tmp_path / "a.pt").unlink()
     # The same config on a machine where auto means fp32: the bf16 checkpoint is not resumed.

@@ -302,7 +302,7 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, 
         stop.close()
     if workers.is_main:
         _write_log(log_csv, run.rows)
-        save_model(out_model, model.cpu(), meta)
+        save_model(out_model, model.cpu(), {**meta, "precision": run.amp})
     workers.barrier()
 
 
