@@ -37,6 +37,7 @@ def child(args: argparse.Namespace) -> None:
     from bags.builders import build_detector
     from bags.data.dataset import DetectionDataset, collate
     from bags.detector import to_softmax
+    from bags.engine.train import AMP_DTYPES
 
     torch.set_num_threads(args.threads)
     data = Path(args.data)
@@ -53,7 +54,7 @@ def child(args: argparse.Namespace) -> None:
         order = torch.randperm(args.images, generator=generator).tolist()
         batches += [order[i : i + 16] for i in range(0, args.images, 16)]
     loader = iter(DataLoader(dataset, batch_sampler=batches, collate_fn=collate))
-    dtype = {"none": None, "bf16": torch.bfloat16}[args.amp]
+    dtype = AMP_DTYPES[args.amp]  # the package's map (b246e30 has it too)
     torch.manual_seed(1)
     times = {"load": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     losses = []
