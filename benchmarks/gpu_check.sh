@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU check, one script on a machine with one GPU and the project's requirements installed:
+#   1. the paper recipe's detector (R50-FPN + BAGS) at 1333x800, fp32 and bf16: training and
+#      inference images per second and peak GPU memory (benchmarks/r50_fpn_speed.py);
+#   2. the default DAG with its training and inference jobs on the GPU (--resources gpu=1, one
+#      such job at a time, the other jobs on the CPU cores), as experiment "synthetic_gpu" so
+#      that results/synthetic stays as it is. Its wall clock is printed, with the per-rule table.
+#
+#     bash benchmarks/gpu_check.sh OUT_DIR [DAG_SECONDS]
+#
+# DAG_SECONDS (default: no limit) stops the DAG with SIGINT after that long; run the script
+# again to go on where it stopped (trainings resume from their checkpoints) and add the wall
+# clocks. Everything goes to OUT_DIR: r50_fpn.json, dag.log, dag_times.md, dag.txt, logs.tar.gz
+# (the jobs' logs and benchmark files) and gpu.yaml (the layer over config.yaml).
+set -u
+out=${1:?usage: gpu_check.sh OUT_DIR [DAG_SECONDS]}
+limit=${2:-0}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision",
+torchvision.__version__, "cuda", torch.cuda.is_available())'
+echo "CPU cores: $(nproc)"
+
+if [ ! -e "$out/r50_fpn.json" ]; then
+    timeout 300 python benchmarks/r50_fpn_speed.py --steps 40 --warmup 10 \
+        --out "$out/r50_fpn.json" || echo "r50_fpn_speed.py failed (status $?)"
+fi
+
+stop=()
+[ "$limit" -gt 0 ] && stop=(timeout -s INT -k 30 "$limit")
+start=$(date +%s.%N)
+printf 'experiment: synthetic_gpu\nresources: {gpu: 1}\n' >"$out/gpu.yaml"
+"${stop[@]}" snakemake --cores all --resources gpu=1 --rerun-incomplete --keep-going \
+    --configfile config.yaml "$out/gpu.yaml" >>"$out/dag.log" 2>&1
+status=$?
+seconds=$(python -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" \
+    "$start" "$(date +%s.%N)")
+done_line=$(grep -E '[0-9]+ of [0-9]+ steps' "$out/dag.log" | tail -1)
+echo "DAG: status $status, ${seconds} s of wall clock in this run; ${done_line:-no job done}" |
+    tee -a "$out/dag.txt"
+python benchmarks/dag_times.py results/synthetic_gpu >"$out/dag_times.md" 2>&1
+tar -czf "$out/logs.tar.gz" -C results/synthetic_gpu logs benchmarks 2>/dev/null
+head -30 "$out/dag_times.md"
