@@ -1,6 +1,8 @@
 """Every CLI command on a tiny synthetic dataset, as the rules call them."""
 
 import json
+import logging
+import shutil
 
 import pandas as pd
 import pytest
@@ -8,7 +10,7 @@ import torch
 
 from bags.cli import main
 from bags.engine.model_files import load_model
-from tests.helpers import TINY_ARCH, TINY_SPEC, TINY_TRAIN
+from tests.helpers import TINY_ARCH, TINY_SPEC, TINY_TRAIN, counting_steps, resumed_from
 
 
 def run(*args):
@@ -195,7 +197,7 @@ def test_errors_are_one_line_naming_the_file(pipeline, tmp_path, capsys):
     assert "not a readable model file" in capsys.readouterr().err
 
 
-def test_a_fine_tune_never_resumes_from_another_baseline(pipeline, tmp_path, capsys):
+def test_a_fine_tune_never_resumes_from_another_baseline(pipeline, tmp_path, capsys, caplog):
     # The same settings and checkpoints, but a baseline whose weights differ.
     content = torch.load(pipeline / "baseline.pt", weights_only=True)
     next(iter(content["state_dict"].values())).add_(1.0)
@@ -213,6 +215,18 @@ def test_a_fine_tune_never_resumes_from_another_baseline(pipeline, tmp_path, cap
     )
     args[args.index("--out") + 1] = tmp_path / "bags.pt"
     args[args.index("--epoch-log") + 1] = tmp_path / "bags.csv"
-    code = run(*args)
-    assert code == 1
+    args[args.index("--work-dir") + 1] = work = tmp_path / "ck"
+    # The checkpoints of the finished run on the old baseline: it trains again, from the start.
+    shutil.copytree(pipeline / "ck_bags", work)
+    with caplog.at_level(logging.INFO), counting_steps() as steps:
+        assert run(*args) == 0
+    assert "differs in meta" in caplog.text and "starting over" in caplog.text
+    assert resumed_from(caplog.text) == [] and steps[0] > 0
+    # Those of a run on the old baseline that was stopped before its end: refused.
+    shutil.rmtree(work)
+    shutil.copytree(pipeline / "ck_bags", work)
+    max(work.glob("step_*.pt")).unlink()
+    (tmp_path / "bags.pt").unlink()
+    assert run(*args) == 1
     assert "differs in meta" in capsys.readouterr().err
+    assert not (tmp_path / "bags.pt").exists()

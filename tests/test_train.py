@@ -69,6 +69,24 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
     assert not (tmp_path / "b.pt").exists()
 
 
+def test_a_finished_run_of_another_config_gives_way_to_a_fresh_one(tmp_path, caplog):
+    """As when Snakemake reruns a finished job whose settings changed: nothing is left to
+    resume, so the new run starts over and ends as a run in an empty folder does."""
+    root = make_tiny_dataset(tmp_path / "data")
+    assert train(root, tmp_path / "a.pt", tmp_path / "ck") == 0
+    changed = {**TINY_TRAIN, "lr": 0.5}
+    with counting_steps() as fresh_steps:
+        assert train(root, tmp_path / "fresh.pt", tmp_path / "ck_fresh", changed) == 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO), counting_steps() as steps:
+        assert train(root, tmp_path / "b.pt", tmp_path / "ck", changed) == 0
+    assert "by a run that had finished; starting over" in caplog.text
+    assert resumed_from(caplog.text) == [] and steps[0] == fresh_steps[0]
+    fresh = torch.load(tmp_path / "fresh.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(fresh[k], b[k]) for k in fresh)
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_path_trains(tmp_path, amp):
     root = make_tiny_dataset(tmp_path / "data")

@@ -44,8 +44,23 @@ def save_checkpoint(work_dir: Path, step: int, state: dict[str, Any], keep: int)
         old.unlink()
 
 
+class OtherRun(ValueError):
+    """A checkpoint made with other settings or other code. ``finished``: its run had ended
+    (every epoch done), so nothing of it is left to resume."""
+
+    def __init__(self, path: Path, reason: str, finished: bool) -> None:
+        super().__init__(f"{path}: {reason}; delete {path.parent} to start over")
+        self.path, self.reason, self.finished = path, reason, finished
+
+
+def finished_run(state: dict[str, Any]) -> bool:
+    """Whether a checkpoint is its run's last: saved at the end of its schedule's last epoch."""
+    epochs = state.get("settings", {}).get("train", {}).get("epochs")
+    return state.get("partials") is None and epochs == len(state.get("rows", ()))
+
+
 def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[str, Any]:
-    """The checkpoint's state, refused if made with other settings or another code version.
+    """The checkpoint's state; ``OtherRun`` if made with other settings or another code version.
 
     Loaded with ``weights_only`` (see ``bags.safe_load``): a checkpoint from elsewhere cannot
     run code when unpickled.
@@ -65,13 +80,11 @@ def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[
             if json.dumps(made_with.get(key), sort_keys=True, default=str)
             != json.dumps(settings.get(key), sort_keys=True, default=str)
         )
-        raise ValueError(
-            f"{path}: made with another configuration (differs in {', '.join(changed)}); "
-            f"delete {path.parent} to start over"
-        )
+        reason = f"made with another configuration (differs in {', '.join(changed)})"
+        raise OtherRun(path, reason, finished_run(state))
     if state.get("code_version") != version:
-        raise ValueError(
-            f"{path}: made with code version {state.get('code_version')}, this is {version}; "
-            f"delete {path.parent} to start over, or resume with the code that made it"
-        )
+        reason = f"made with code version {state.get('code_version')}, this is {version}"
+        error = OtherRun(path, reason, finished_run(state))
+        error.args = (f"{error}, or resume with the code that made it",)
+        raise error
     return state

@@ -26,6 +26,7 @@ from bags.data.dataset import DetectionDataset, collate
 from bags.data.download import sha256_file
 from bags.detector import classification_layer, fresh_predictor, set_classifier
 from bags.engine.checkpoints import (
+    OtherRun,
     code_version,
     latest_checkpoint,
     load_checkpoint,
@@ -345,7 +346,21 @@ class _Run:
         if checkpoint is None:
             return
         expected = json.loads(json.dumps(self.settings, default=str))
-        state = load_checkpoint(checkpoint, expected, self.version)
+        try:
+            state = load_checkpoint(checkpoint, expected, self.version)
+        except OtherRun as other:
+            if not other.finished:
+                raise  # an interrupted run of another config: the user decides
+            # The run that made it had ended (Snakemake reruns a finished job whose settings
+            # or inputs changed): nothing to resume, so this one starts over.
+            self.workers.barrier()
+            if self.workers.is_main:
+                for old in self.work_dir.glob("step_*.pt"):
+                    old.unlink()
+            self.workers.barrier()
+            log.warning("%s: %s, by a run that had finished; starting over",
+                        other.path, other.reason)  # fmt: skip
+            return
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
