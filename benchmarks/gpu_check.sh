@@ -15,7 +15,8 @@
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [DAG_SECONDS]}
 limit=${2:-0}
-mkdir -p "$out"
+[[ $limit =~ ^[0-9]+$ ]] || { echo "DAG_SECONDS must be a whole number, got '$limit'" >&2; exit 2; }
+mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 

@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     for amp in args.amp:
         model = fresh_model(counts, device, min(width, height), max(width, height))
         train = time_training(model, train_data, args, amp, device)
+        model.zero_grad(set_to_none=True)  # the gradients stay out of inference's peak
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         infer = time_inference(model, infer_data, args, amp, device)
         del model
         if device.type == "cuda":

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import ROOT, copy_workflow, planned_jobs, snakemake
+from tests.helpers import ROOT, copy_workflow, planned_jobs, resumed_from, snakemake
 
 RUNS = Path("results") / "test" / "runs"
 
@@ -105,6 +105,24 @@ def test_changed_edges_rerun_only_the_groups_and_their_jobs(finished, tmp_path):
     jobs = planned_jobs(snakemake(workdir, "--configfile", "configs/test.yaml", "--dry-run").stdout)
     assert "fit_head(dataset=longtail, method=bags_groups2, seed=0)" in jobs
     assert not any("fit_head" in j and "bags_groups2" not in j for j in jobs)
+
+
+def test_a_finished_row_whose_lr_changed_trains_again_from_the_start(finished, tmp_path):
+    """Its job reruns; the finished run's checkpoints neither stop it nor are resumed."""
+    workdir = copy_finished(finished, tmp_path / "wf")
+    config = (workdir / "configs" / "test.yaml").read_text()
+    entry = "    groups: {beta: 1}\n\ninference:"
+    assert entry in config
+    changed = entry.replace("\n\n", "\n    settings: {lr: 0.002}\n\n")
+    (workdir / "lr.yaml").write_text(config.replace(entry, changed))
+    before = model(workdir, "longtail", "bags_box_head")["state_dict"]
+    target = "results/test/runs/longtail/bags_box_head/seed0/metrics.json"
+    snakemake(workdir, target, "--configfile", "lr.yaml")
+    log = (workdir / "results/test/logs/train/longtail_bags_box_head_seed0.log").read_text()
+    assert "differs in train" in log and "starting over" in log
+    assert not resumed_from(log)
+    after = model(workdir, "longtail", "bags_box_head")["state_dict"]
+    assert not all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_a_figure_added_to_the_table_is_a_target_and_in_the_report(finished, tmp_path):
