@@ -48,8 +48,8 @@ class OtherRun(ValueError):
     """A checkpoint made with other settings or other code. ``finished``: its run had ended
     (every epoch done), so nothing of it is left to resume."""
 
-    def __init__(self, path: Path, reason: str, finished: bool) -> None:
-        super().__init__(f"{path}: {reason}; delete {path.parent} to start over")
+    def __init__(self, path: Path, reason: str, finished: bool, hint: str = "") -> None:
+        super().__init__(f"{path}: {reason}; delete {path.parent} to start over{hint}")
         self.path, self.reason, self.finished = path, reason, finished
 
 
@@ -84,7 +84,6 @@ def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[
         raise OtherRun(path, reason, finished_run(state))
     if state.get("code_version") != version:
         reason = f"made with code version {state.get('code_version')}, this is {version}"
-        error = OtherRun(path, reason, finished_run(state))
-        error.args = (f"{error}, or resume with the code that made it",)
-        raise error
+        hint = ", or resume with the code that made it"
+        raise OtherRun(path, reason, finished_run(state), hint)
     return state
