@@ -32,6 +32,8 @@ fi
 
 stop=()
 [ "$limit" -gt 0 ] && stop=(timeout -s INT -k 30 "$limit")
+touch "$out/dag.log"
+before=$(wc -l <"$out/dag.log")
 start=$(date +%s.%N)
 printf 'experiment: synthetic_gpu\nresources: {gpu: 1}\n' >"$out/gpu.yaml"
 "${stop[@]}" snakemake --cores all --resources gpu=1 --rerun-incomplete --keep-going \
@@ -39,7 +41,7 @@ printf 'experiment: synthetic_gpu\nresources: {gpu: 1}\n' >"$out/gpu.yaml"
 status=$?
 seconds=$(python -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" \
     "$start" "$(date +%s.%N)")
-done_line=$(grep -E '[0-9]+ of [0-9]+ steps' "$out/dag.log" | tail -1)
+done_line=$(tail -n +$((before + 1)) "$out/dag.log" | grep -E '[0-9]+ of [0-9]+ steps' | tail -1)
 echo "DAG: status $status, ${seconds} s of wall clock in this run; ${done_line:-no job done}" |
     tee -a "$out/dag.txt"
 python benchmarks/dag_times.py results/synthetic_gpu >"$out/dag_times.md" 2>&1
