@@ -214,6 +214,17 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_converged_config_plans_the_default_rows_on_96_epochs(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    default = snakemake(workdir, "--dry-run", "-p").stdout
+    args = ("--configfile", "config.yaml", "configs/converged.yaml", "--dry-run", "-p")
+    converged = snakemake(workdir, *args).stdout
+    assert planned_jobs(converged) == planned_jobs(default)
+    assert '"epochs": 24' in default and '"epochs": 24' not in converged
+    assert '"epochs": 96, ' in converged and '"milestones": [64, 88]' in converged
+    assert "results/converged/" in converged and "results/synthetic/" not in converged
+
+
 @pytest.mark.parametrize("name", ["lvis_v0.5", "lvis_v1"])
 def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
     workdir = copy_workflow(tmp_path)
