@@ -31,7 +31,7 @@ from PIL import Image
 from bags.builders import build_detector
 from bags.data.dataset import DetectionDataset
 from bags.detector import to_group_softmax
-from bags.engine.train import TrainConfig, _step, pick_device
+from bags.engine.train import AMP_DTYPES, TrainConfig, _step, pick_device
 from bags.groups import assign_groups
 
 
@@ -122,7 +122,7 @@ def time_training(model, data, args, amp: str, device: torch.device) -> dict:
 @torch.no_grad()
 def time_inference(model, data, args, amp: str, device: torch.device) -> dict:
     model.eval()
-    dtype = {"none": None, "bf16": torch.bfloat16}[amp]
+    dtype = AMP_DTYPES[amp]
 
     def run(images):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):

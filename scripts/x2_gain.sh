@@ -14,13 +14,13 @@
 set -euo pipefail
 epochs=${1:?usage: x2_gain.sh EPOCHS [SEED] [EXPERIMENT_DIR] [OUT_DIR]}
 seed=${2:-0}
-exp=${3:-results/synthetic}
-out=${4:-results/x2_gain}
+root=$(cd "$(dirname "$0")/.." && pwd)
+exp=${3:-$root/results/synthetic}
+out=${4:-$root/results/x2_gain}
 for n in "$epochs" "$seed"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "EPOCHS and SEED must be whole numbers, got '$n'" >&2; exit 2; }
 done
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"
 data=$exp/data/longtail
 tuning=$out/tuning
 if [ ! -e "$tuning/val.json" ]; then
