@@ -22,3 +22,4 @@ def test_r50_fpn_speed_trains_and_infers_the_recipe_detector(tmp_path):
     for row in results["rows"]:
         assert row["train"]["images_per_s"] > 0 and row["inference"]["images_per_s"] > 0
         assert 0 < row["inference"]["detections_per_image"] <= 300
+        assert 0 < row["inference"]["postprocess_share"] < 1

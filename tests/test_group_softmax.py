@@ -187,6 +187,16 @@ def test_scores_merge_every_row_of_every_block(rows, block_rows):
         assert torch.equal(group_softmax_scores(logits, GROUPS), scores)
 
 
+def test_scores_of_half_precision_logits_are_float32():
+    # Mixed-precision inference hands over bf16 logits; the scores are float32, as a softmax
+    # gives under CUDA autocast (a bf16 output there once failed the merge's index_select).
+    logits = torch.randn(5, GROUPS.num_logits, generator=torch.Generator().manual_seed(6))
+    logits = logits.bfloat16()
+    scores = group_softmax_scores(logits, GROUPS, block_rows=2)
+    assert scores.dtype == torch.float32
+    assert torch.allclose(scores, group_softmax_scores(logits.float(), GROUPS), atol=1e-7)
+
+
 @pytest.mark.parametrize(
     ("logits", "labels", "message"),
     [

@@ -85,15 +85,17 @@ def group_softmax_scores(
     """(N, C + 1) scores: column 0 = p0(bg); column c = p0(fg) * p_g(c), "others" dropped.
 
     No renormalisation, as in the reference. Inference only (not differentiable). Rows are done
-    in blocks so that the temporaries stay small; only the output is full size.
+    in blocks so that the temporaries stay small; only the output is full size. Half-precision
+    logits (mixed-precision inference) give float32 scores, as a plain softmax does under autocast.
     """
     _check(logits, groups)
     columns = torch.cat([groups.class_logit.new_zeros(1), groups.class_logit])
     columns = columns.to(logits.device)
-    scores = logits.new_empty(logits.shape[0], groups.num_classes + 1)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    scores = logits.new_empty(logits.shape[0], groups.num_classes + 1, dtype=dtype)
     for start in range(0, logits.shape[0], block_rows):
         chunks = logits[start : start + block_rows].split(groups.widths, dim=1)
-        probs = torch.cat([F.softmax(chunk, dim=1) for chunk in chunks], dim=1)
+        probs = torch.cat([F.softmax(chunk, dim=1, dtype=dtype) for chunk in chunks], dim=1)
         block = scores[start : start + block_rows]
         torch.index_select(probs, 1, columns, out=block)
         block[:, 1:].mul_(probs[:, 1:2])
