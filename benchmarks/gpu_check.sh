@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, one script on a machine with one GPU and the project's requirements installed:
 #   1. the paper recipe's detector (R50-FPN + BAGS) at 1333x800, fp32 and bf16: training and
-#      inference images per second and peak GPU memory (benchmarks/r50_fpn_speed.py);
+#      inference images per second and peak GPU memory (benchmarks/r50_fpn_speed.py), and the
+#      per-class NMS of an LVIS image's detections, both ways (benchmarks/nms_speed.py);
 #   2. the default DAG with its training and inference jobs on the GPU (--resources gpu=1, one
 #      such job at a time, the other jobs on the CPU cores), as experiment "synthetic_gpu" so
 #      that results/synthetic stays as it is. Its wall clock is printed, with the per-rule table.
@@ -10,8 +11,8 @@
 #
 # DAG_SECONDS (default: no limit) stops the DAG with SIGINT after that long; run the script
 # again to go on where it stopped (trainings resume from their checkpoints) and add the wall
-# clocks. Everything goes to OUT_DIR: r50_fpn.json, dag.log, dag_times.md, dag.txt, logs.tar.gz
-# (the jobs' logs and benchmark files) and gpu.yaml (the layer over config.yaml).
+# clocks. Everything goes to OUT_DIR: r50_fpn.json, nms.txt, dag.log, dag_times.md, dag.txt,
+# logs.tar.gz (the jobs' logs and benchmark files) and gpu.yaml (the layer over config.yaml).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [DAG_SECONDS]}
 limit=${2:-0}
@@ -28,6 +29,10 @@ echo "CPU cores: $(nproc)"
 if [ ! -e "$out/r50_fpn.json" ]; then
     timeout 300 python benchmarks/r50_fpn_speed.py --steps 40 --warmup 10 \
         --out "$out/r50_fpn.json" || echo "r50_fpn_speed.py failed (status $?)"
+fi
+
+if [ ! -e "$out/nms.txt" ]; then
+    timeout 120 python benchmarks/nms_speed.py --images 5 | tee "$out/nms.txt"
 fi
 
 stop=()

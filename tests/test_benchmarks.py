@@ -1,4 +1,4 @@
-"""The GPU benchmark of the paper recipe's detector runs (here on the CPU, at a small size)."""
+"""The GPU check's benchmarks run (here on the CPU, at a small size)."""
 
 import json
 import subprocess
@@ -23,3 +23,14 @@ def test_r50_fpn_speed_trains_and_infers_the_recipe_detector(tmp_path):
         assert row["train"]["images_per_s"] > 0 and row["inference"]["images_per_s"] > 0
         assert 0 < row["inference"]["detections_per_image"] <= 300
         assert 0 < row["inference"]["postprocess_share"] < 1
+
+
+def test_nms_speed_times_both_ways_and_finds_them_equal():
+    args = ["--device", "cpu", "--proposals", "50", "--classes", "30", "3", "--images", "1"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "nms_speed.py"), *args],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    rows = done.stdout.strip().splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["30", "3"]
+    assert all(row.split()[-1] == "True" for row in rows)

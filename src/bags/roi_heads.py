@@ -24,6 +24,50 @@ def box_regression_loss(
     return loss / max(labels.numel(), 1)
 
 
+def top_batched_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    iou_threshold: float,
+    top: int,
+    candidates: int | None = None,
+) -> torch.Tensor:
+    """Indices of the ``top`` best boxes that per-class NMS keeps, best first: torchvision's
+    ``batched_nms(...)[:top]``, found from the highest-scored boxes alone.
+
+    Exact: NMS suppresses a box only through higher-scored boxes of its class, so NMS over every
+    box scored at least s decides each of them as NMS over all boxes does. The candidates
+    (``4 * top`` at first) grow fourfold until ``top`` of them survive or every box is in. With
+    LVIS's 1,203 classes and a score threshold of 0.0, this replaces one NMS per class over
+    1.2 million boxes by one NMS over a few thousand.
+    """
+    count = len(scores)
+    candidates = 4 * top if candidates is None else candidates
+    while True:
+        if candidates >= count:
+            chosen = torch.arange(count, device=scores.device)
+        else:
+            floor = scores.topk(candidates, sorted=False).values.min()
+            chosen = torch.where(scores >= floor)[0]  # ties at the floor all come in
+        keep = chosen[per_class_nms(boxes[chosen], scores[chosen], labels[chosen], iou_threshold)]
+        if len(keep) >= top or len(chosen) == count:
+            return keep[:top]
+        candidates *= 4
+
+
+def per_class_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS within each class in one call, by torchvision's coordinate trick: each class's boxes
+    are moved clear of the others'. The move is done in float64, where it is exact (in float32 a
+    move by 1,203 image widths would round the coordinates)."""
+    if len(boxes) == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    boxes = boxes.double()
+    moved = boxes + (labels.double() * (boxes.max() + 1))[:, None]
+    return box_ops.nms(moved, scores.double(), iou_threshold)
+
+
 def mlp_features(head: TwoMLPHead, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """torchvision's two-layer box head, returning its last fc layer before and after the ReLU."""
     if not isinstance(head, TwoMLPHead):
@@ -115,8 +159,7 @@ class LongTailRoIHeads(RoIHeads):
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)
-            keep = keep[: self.detections_per_img]
+            keep = top_batched_nms(boxes, scores, labels, self.nms_thresh, self.detections_per_img)
             out_boxes.append(boxes[keep])
             out_scores.append(scores[keep])
             out_labels.append(labels[keep])
