@@ -77,3 +77,10 @@ def test_the_shift_between_classes_keeps_small_boxes_exact():
     scores = torch.tensor([0.9, 0.8, 0.7])
     labels = torch.tensor([1203, 1203, 1])
     assert per_class_nms(boxes, scores, labels, 0.5).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize(("top", "candidates"), [(0, None), (10, 0)])
+def test_top_nms_needs_something_to_keep(top, candidates):
+    boxes, scores, labels = _detections(3, 4, seed=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        top_batched_nms(boxes, scores, labels, 0.5, top, candidates)

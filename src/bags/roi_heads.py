@@ -41,6 +41,8 @@ def top_batched_nms(
     LVIS's 1,203 classes and a score threshold of 0.0, this replaces one NMS per class over
     1.2 million boxes by one NMS over a few thousand.
     """
+    if top < 1 or (candidates is not None and candidates < 1):
+        raise ValueError(f"top and candidates must be at least 1, got {top} and {candidates}")
     count = len(scores)
     candidates = 4 * top if candidates is None else candidates
     while True:
