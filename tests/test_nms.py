@@ -84,3 +84,12 @@ def test_top_nms_needs_something_to_keep(top, candidates):
     boxes, scores, labels = _detections(3, 4, seed=0)
     with pytest.raises(ValueError, match="at least 1"):
         top_batched_nms(boxes, scores, labels, 0.5, top, candidates)
+
+
+def test_classes_stay_apart_whatever_the_coordinates():
+    # Boxes left of and above the origin (a caller that does not clip): the move between
+    # classes still clears every box of another class.
+    boxes = torch.tensor([[-500.0, -500.0, -10.0, -10.0], [-500.0, -500.0, -10.0, -10.0]])
+    scores = torch.tensor([0.9, 0.8])
+    assert per_class_nms(boxes, scores, torch.tensor([1, 2]), 0.5).tolist() == [0, 1]
+    assert per_class_nms(boxes, scores, torch.tensor([1, 1]), 0.5).tolist() == [0]

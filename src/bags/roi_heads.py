@@ -62,11 +62,14 @@ def per_class_nms(
 ) -> torch.Tensor:
     """NMS within each class in one call, by torchvision's coordinate trick: each class's boxes
     are moved clear of the others'. The move is done in float64, where it is exact (in float32 a
-    move by 1,203 image widths would round the coordinates)."""
+    move by 1,203 image widths would round the coordinates); IoUs are then computed in float64,
+    so only a pair whose IoU lies within float32 rounding of the threshold could go otherwise
+    than in torchvision's float32 NMS."""
     if len(boxes) == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     boxes = boxes.double()
-    moved = boxes + (labels.double() * (boxes.max() + 1))[:, None]
+    span = boxes.max() - boxes.min() + 1  # wider than any box and any gap between two
+    moved = boxes + (labels.double() * span)[:, None]
     return box_ops.nms(moved, scores.double(), iou_threshold)
 
 
