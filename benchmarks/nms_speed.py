@@ -39,7 +39,8 @@ def image_detections(proposals: int, classes: int, generator: torch.Generator):
     return boxes, scores, labels
 
 
-def seconds_per_image(nms, images: list, device: torch.device) -> float:
+def seconds_per_image(nms, images: list, device: torch.device) -> tuple[float, list]:
+    """Seconds per image of ``nms`` over ``images`` (after one warm-up), and what it kept."""
     nms(*images[0])  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize(device)

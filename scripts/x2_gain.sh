@@ -46,7 +46,7 @@ split = Path(sys.argv[2]) / "val.json"
 split.write_text(json.dumps({**json.loads(split.read_text()), "categories": categories}))
 EOF
 fi
-settings=$(python -c 'import json, sys; n, s, b, lr = map(eval, sys.argv[1:]); print(json.dumps(
+settings=$(python -c 'import json, sys; n, s, b = map(int, sys.argv[1:4]); lr = float(sys.argv[4]); print(json.dumps(
     {"amp": "auto", "batch_size": b, "epochs": n, "lr": lr, "schedule": "step", "seed": s,
      "milestones": [round(n * 8 / 12), round(n * 11 / 12)], "warmup_iters": 50}))' \
     "$epochs" "$seed" "$batch" "$lr")
