@@ -1,16 +1,18 @@
 """Per-rule time and memory of a finished DAG, from Snakemake's benchmark files.
 
-    python benchmarks/dag_times.py [results/synthetic]
+    python benchmarks/dag_times.py [results/synthetic] [--seed K]
 
 Each rule's `benchmark:` file records its job's wall seconds and peak memory. This sums them by
 rule (jobs side by side overlap, so the sum exceeds the DAG's wall clock on several cores) and
 prints a Markdown table, the largest first. A rule's shortest job approximates the fixed cost
-of one of its jobs (interpreter and torch start-up, reading inputs).
+of one of its jobs (interpreter and torch start-up, reading inputs). With --seed K, only the
+jobs of seed K (those named ..._seedK): one seed's share of a run with several.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +27,13 @@ def rule_of(path: Path, root: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", default="results/synthetic", type=Path)
+    parser.add_argument("--seed", type=int, help="only the jobs of this seed")
     args = parser.parse_args()
     root = args.experiment / "benchmarks"
     rows = []
     for path in sorted(root.rglob("*.tsv")):
+        if args.seed is not None and not re.search(rf"(^|_)seed{args.seed}$", path.stem):
+            continue
         table = pd.read_csv(path, sep="\t")
         rows.append(
             {
@@ -39,7 +44,8 @@ def main() -> None:
             }
         )
     if not rows:
-        raise SystemExit(f"no benchmark files under {root}")
+        which = "" if args.seed is None else f" of seed {args.seed}"
+        raise SystemExit(f"no benchmark files{which} under {root}")
     jobs = pd.DataFrame(rows)
     summary = jobs.groupby("rule").agg(
         jobs=("job", "count"),

@@ -34,3 +34,31 @@ def test_nms_speed_times_both_ways_and_finds_them_equal():
     rows = done.stdout.strip().splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["30", "3"]
     assert all(row.split()[-1] == "True" for row in rows)
+
+
+def test_dag_times_sums_each_rule_and_keeps_one_seed_apart(tmp_path):
+    jobs = {"train/longtail_baseline_seed0": 100.0, "train/longtail_baseline_seed1": 90.0,
+            "train/longtail_x2_seed1": 80.0, "train/longtail_x2_seed10": 70.0,
+            "cache/seed1": 5.0, "tables/comparison": 1.0}  # fmt: skip
+    for name, seconds in jobs.items():
+        path = tmp_path / "benchmarks" / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\tmax_rss\n{seconds}\t{seconds * 10}\n")
+    script = [sys.executable, str(ROOT / "benchmarks" / "dag_times.py"), str(tmp_path)]
+
+    def table(*args):
+        done = subprocess.run([*script, *args], check=True, capture_output=True, text=True)
+        return {
+            line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:5]]
+            for line in done.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith(("| rule", "| ---"))
+        }
+
+    everything = table()
+    assert everything["train"] == ["4", "340", "70.0"]
+    assert everything["**sum**"][:2] == ["6", "**346**"]
+    seed1 = table("--seed", "1")
+    assert seed1 == {"train": ["2", "170", "80.0"], "cache": ["1", "5", "5.0"],
+                     "**sum**": ["3", "**175**", ""]}  # fmt: skip
+    missing = subprocess.run([*script, "--seed", "7"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "of seed 7" in missing.stderr
