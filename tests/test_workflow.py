@@ -214,15 +214,18 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_converged_config_plans_the_default_rows_on_96_epochs(tmp_path):
+def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows(tmp_path):
     workdir = copy_workflow(tmp_path)
     default = snakemake(workdir, "--dry-run", "-p").stdout
-    args = ("--configfile", "config.yaml", "configs/converged.yaml", "--dry-run", "-p")
-    converged = snakemake(workdir, *args).stdout
-    assert planned_jobs(converged) == planned_jobs(default)
-    assert '"epochs": 24' in default and '"epochs": 24' not in converged
-    assert '"epochs": 96, ' in converged and '"milestones": [64, 88]' in converged
-    assert "results/converged/" in converged and "results/synthetic/" not in converged
+    args = ("--configfile", "config.yaml", "configs/quick.yaml", "--dry-run", "-p")
+    quick = snakemake(workdir, *args).stdout
+    assert planned_jobs(quick) == planned_jobs(default)
+    assert '"epochs": 96, ' in default and '"milestones": [64, 88]' in default
+    assert '"epochs": 80, ' in default and '"milestones": [56]' in default
+    assert '"epochs": 24' not in default and '"epochs": 96' not in quick
+    assert '"epochs": 24, ' in quick and '"milestones": [16, 22]' in quick
+    assert '"epochs": 20, ' in quick and '"milestones": [14]' in quick
+    assert "results/quick/" in quick and "results/synthetic/" not in quick
 
 
 @pytest.mark.parametrize("name", ["lvis_v0.5", "lvis_v1"])
