@@ -5,15 +5,15 @@
 #
 #     bash scripts/x2_gain.sh EPOCHS [SEED] [EXPERIMENT_DIR] [OUT_DIR] [DATASET]
 #
-# EXPERIMENT_DIR (default results/synthetic) is a finished default or quick run (results/quick):
-# its data, counts and balanced model of SEED (default 0), the same in both. With DATASET
-# longtail (the default), the baseline trains from that balanced model on all the training
-# images for EPOCHS epochs (batch 8, lr 0.08, lr x0.1 after 8/12 and 11/12 of them, as the
-# default's schedule), x2 from the baseline for as many again. The tuning split has 12
-# instances of every class, drawn by the generator with seed 99. Both models are scored on it and on val; results go to OUT_DIR (default
-# results/x2_gain), one folder per schedule. With DATASET balanced, the same test for the
-# balanced model: it trains from nothing on the balanced set (batch 16, lr 0.04, as the
-# default's pretrain schedule), and is scored on the tuning split alone (that set has no val).
+# EXPERIMENT_DIR (default results/synthetic) is a finished default or quick run (results/quick): its
+# data, counts and balanced model of SEED (default 0), the same in both. With DATASET longtail (the
+# default), the baseline trains from that balanced model on all the training images for EPOCHS
+# epochs (batch 8, lr 0.08, lr x0.1 after 8/12 and 11/12 of them, as the default's schedule), x2
+# from the baseline for as many again. The tuning split has 12 instances of every class, drawn by
+# the generator with seed 99. Both models are scored on it and on val; results go to OUT_DIR
+# (default results/x2_gain), one folder per schedule. With DATASET balanced, the same test for the
+# balanced model: it trains from nothing on the balanced set (batch 16, lr 0.04, as the default's
+# pretrain schedule), and is scored on the tuning split alone (that set has no val).
 set -euo pipefail
 usage="usage: x2_gain.sh EPOCHS [SEED] [EXPERIMENT_DIR] [OUT_DIR] [longtail|balanced]"
 epochs=${1:?$usage}
