@@ -34,17 +34,8 @@ export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"
 data=$exp/data/$dataset
 tuning=$out/tuning
 if [ ! -e "$tuning/val.json" ]; then
-    python - "$data/train.json" "$tuning" <<'EOF'
-import json, sys
-from pathlib import Path
-from bags.data.synthetic import SyntheticSpec, generate
-categories = sorted(json.loads(Path(sys.argv[1]).read_text())["categories"], key=lambda c: c["id"])
-names = [c["name"] for c in categories]
-generate(SyntheticSpec([[len(names), 1, 1]], val_per_class=12, seed=99), Path(sys.argv[2]), names)
-# The long-tailed set's categories, so that the frequencies (APr, APc, APf) are its own.
-split = Path(sys.argv[2]) / "val.json"
-split.write_text(json.dumps({**json.loads(split.read_text()), "categories": categories}))
-EOF
+    python -c 'import sys; from bags.data.synthetic import tuning_split; tuning_split(*sys.argv[1:])' \
+        "$data" "$tuning"
 fi
 settings=$(python -c 'import json, sys; n, s, b = map(int, sys.argv[1:4]); lr = float(sys.argv[4]); print(json.dumps(
     {"amp": "auto", "batch_size": b, "epochs": n, "lr": lr, "schedule": "step", "seed": s,

@@ -417,3 +417,55 @@ def test_differences_script_takes_each_seed_against_the_same_seed(tmp_path):
     )  # fmt: skip
     # Seeds 0 and 1 only (b's seed 2 has no partner): AP +1, +2; APr +5, +4.
     assert "| a minus b | 2 | +1.5 ± 0.7 | +4.5 ± 0.7 |" in done.stdout
+
+
+def test_error_kinds_script_splits_a_classes_ap_by_false_positive(tmp_path):
+    """scripts/error_kinds.py: AP at an IoU threshold, and its gain per kind of false positive."""
+    gt = {
+        "categories": [{"id": 1, "frequency": "r"}, {"id": 2, "frequency": "f"}],
+        "images": [
+            {"id": 1, "neg_category_ids": []},
+            {"id": 2, "neg_category_ids": [2]},
+            {"id": 3, "neg_category_ids": [2]},  # class 1 is not evaluated here
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 20, 10, 10]},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10]},
+        ],
+    }
+    detections = [
+        {"image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.95},  # ignored
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},  # true
+        {"image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10], "score": 0.8},  # on class 2
+        {"image_id": 2, "category_id": 1, "bbox": [5, 0, 10, 10], "score": 0.7},  # IoU 1/3
+        {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.6},  # true
+        {"image_id": 2, "category_id": 1, "bbox": [40, 40, 5, 5], "score": 0.5},  # background
+    ]
+    (tmp_path / "val.json").write_text(json.dumps(gt))
+    run = tmp_path / "runs" / "longtail" / "bags" / "seed0"
+    run.mkdir(parents=True)
+    (run / "detections.json").write_text(json.dumps(detections))
+    script = Path(__file__).parents[1] / "scripts" / "error_kinds.py"
+
+    def table(*options):
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "val.json"), str(run / "detections.json"),
+             *options],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return {line.split("|")[1].strip(): line.split("|")[2].strip() for line in
+                done.stdout.splitlines()[2:]}  # fmt: skip
+
+    # Kinds by falling score: true, class 2's object, poor localisation, true, background.
+    # 101 recall points: 51 at recall <= 1/2 with precision 1, 50 above it with precision 1/2
+    # (2/4, the interpolation's best after the second hit): AP 76/101. Without either false
+    # positive above the second hit, the 50 points take 2/3: (51 + 100/3)/101.
+    at_half = table()
+    assert at_half["AP"] == f"{100 * 76 / 101:.1f}"
+    gain = f"{100 * ((51 + 100 / 3) / 101 - 76 / 101):+.1f}"
+    assert at_half["+ without another class's object: f"] == gain
+    assert at_half["+ without poor localisation"] == gain
+    assert at_half["+ without background"] == "+0.0"  # ranked below the last true positive
+    # At IoU 0.3 the shifted box is the second hit: precision 1, 1/2, 2/3 -> AP (51 + 100/3)/101.
+    assert table("--iou", "0.3")["AP"] == f"{100 * (51 + 100 / 3) / 101:.1f}"

@@ -126,7 +126,7 @@ def _version_set(version, stats, rng, names, jpegs, coco_boxes):
         images, annotations = [], []
         for index, slots in enumerate(per_image):
             image_id = FIRST_ID[version, split] + index
-            pixels, boxes = _render(rng, slots, names, spec)
+            pixels, boxes, _ = _render(rng, slots, names, spec)
             folder = _folder(version, split, index)
             buffer = io.BytesIO()
             Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)

@@ -1,6 +1,7 @@
 """A synthetic long-tailed detection dataset in LVIS format, deterministic from a seed.
 
-A class is a combination of a shape and a colour (10 shapes x 6 colours: up to 60 classes).
+A class is a combination of a shape and a colour: 10 shapes x 6 named colours (up to 60
+classes), or x ``hues`` colours evenly spaced around the colour wheel.
 Objects are drawn at random scales on a noisy background with distractor blobs; images hold
 several objects. Training instance counts follow the configured long tail; the val split has
 the same number of instances of every class. Every image is exhaustively annotated, so each val
@@ -11,10 +12,17 @@ A pretraining set plays COCO's part: balanced, with its own classes, namely the 
 set's classes that are not rare. The long-tailed set is drawn so that those classes show every
 shape and every colour, so features learnt on them serve the rare combinations, which the
 pretraining set never shows (as COCO never shows LVIS's rare classes).
+
+With ``styles`` > 1 an object is drawn in one of several styles (solid, striped, checked,
+outlined: the class's colour with a dark shade of it). Every class shows every style in val and
+in a pretraining set; a rare class's few training instances show only ``rare_styles`` of them,
+so its val instances are more varied than its training ones, as an LVIS rare class's are.
 """
 
 from __future__ import annotations
 
+import colorsys
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +54,8 @@ COLOURS = {
     "magenta": (200, 50, 200),
     "cyan": (40, 200, 210),
 }
+HUE_SATURATION, HUE_VALUE = 0.8, 0.9  # of the ``hues`` palette's colours
+STYLES = ("solid", "striped", "checked", "outlined")
 RARE_BELOW = 10  # fewer training instances: rare, never shown by a pretraining set
 
 
@@ -53,7 +63,8 @@ RARE_BELOW = 10  # fewer training instances: rare, never shown by a pretraining 
 class SyntheticSpec:
     """``train_counts``: ``[number_of_classes, low, high]`` per tier; counts log-spaced in it.
 
-    The classes with at least ``rare_below`` training instances show every shape and colour.
+    The classes with at least ``rare_below`` training instances show every shape and colour,
+    and every one of ``styles`` styles; a rarer class's training instances show ``rare_styles``.
     """
 
     train_counts: Sequence[Sequence[int]]
@@ -63,19 +74,30 @@ class SyntheticSpec:
     max_size: int = 26
     max_objects: int = 4
     rare_below: int = RARE_BELOW
+    styles: int = 1
+    rare_styles: int = 1
+    hues: int | None = None
+    tint_noise: float = 12.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         def whole(value: object) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
 
-        for key in ("image_size", "min_size", "max_size", "max_objects", "rare_below"):
+        keys = ("image_size", "min_size", "max_size", "max_objects", "rare_below", "rare_styles")
+        for key in keys:
             if not whole(getattr(self, key)) or getattr(self, key) < 1:
                 raise ValueError(f"synthetic spec: {key!r} must be an integer >= 1")
         if not whole(self.val_per_class) or self.val_per_class < 0:
             raise ValueError("synthetic spec: 'val_per_class' must be an integer >= 0")
         if not whole(self.seed) or self.seed < 0:
             raise ValueError("synthetic spec: 'seed' must be an integer >= 0")
+        if not whole(self.styles) or not self.rare_styles <= self.styles <= len(STYLES):
+            raise ValueError(f"synthetic spec: need 1 <= rare_styles <= styles <= {len(STYLES)}")
+        if self.hues is not None and (not whole(self.hues) or not 2 <= self.hues <= 360):
+            raise ValueError("synthetic spec: 'hues' must be null or an integer from 2 to 360")
+        if not isinstance(self.tint_noise, int | float) or not 0 <= self.tint_noise <= 255:
+            raise ValueError("synthetic spec: 'tint_noise' must be a number from 0 to 255")
         if not self.min_size <= self.max_size <= self.image_size:
             raise ValueError("synthetic spec: need min_size <= max_size <= image_size")
         tiers = self.train_counts
@@ -90,8 +112,35 @@ class SyntheticSpec:
             raise ValueError("synthetic spec: 'train_counts' must be [[n, low, high], ...]")
 
 
-def class_names() -> list[str]:
-    return [f"{colour}_{shape}" for shape in SHAPES for colour in COLOURS]
+def colour_names(hues: int | None = None) -> list[str]:
+    """The six named colours, or ``hues`` hues named by their angle: hue000, hue030, ..."""
+    if hues is None:
+        return list(COLOURS)
+    return [f"hue{round(360 * i / hues):03d}" for i in range(hues)]
+
+
+def class_names(hues: int | None = None) -> list[str]:
+    return [f"{colour}_{shape}" for shape in SHAPES for colour in colour_names(hues)]
+
+
+def colour_rgb(colour: str) -> np.ndarray:
+    """RGB of a named colour or of a hue named by its angle (``hue030``)."""
+    if colour in COLOURS:
+        return np.array(COLOURS[colour], float)
+    angle = colour.removeprefix("hue")
+    if colour == angle or not angle.isdigit() or int(angle) >= 360:
+        raise ValueError(f"unknown synthetic colour {colour!r}")
+    rgb = colorsys.hsv_to_rgb(int(angle) / 360, HUE_SATURATION, HUE_VALUE)
+    return np.array(rgb) * 255
+
+
+def _known(name: str) -> bool:
+    colour, _, shape = name.partition("_")
+    try:
+        colour_rgb(colour)
+    except ValueError:
+        return False
+    return shape in SHAPES
 
 
 def _attributes(name: str) -> tuple[str, str]:
@@ -106,11 +155,11 @@ def covers_attributes(names: Sequence[str], within: Sequence[str]) -> bool:
 
 
 def long_tail_classes(
-    rng: np.random.Generator, counts: list[int], rare_below: int
+    rng: np.random.Generator, counts: list[int], rare_below: int, hues: int | None = None
 ) -> list[tuple[str, int]]:
     """(name, training count) per class: random combinations with random counts, drawn again
     until the classes that are not rare show every shape and colour of the set."""
-    names = class_names()
+    names = class_names(hues)
     if len(counts) > len(names):
         raise ValueError(f"at most {len(names)} synthetic classes, train_counts asks {len(counts)}")
     for _ in range(1000):
@@ -184,7 +233,30 @@ def _iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
     return inter / (asz * asz + bsz * bsz - inter)
 
 
-def _render(rng, labels, names, spec) -> tuple[np.ndarray, list[list[float]]]:
+def paint(mask: np.ndarray, style: str, tint: np.ndarray) -> np.ndarray:
+    """(size, size, 3) colours of a shape drawn in a style: ``tint`` and a dark shade of it."""
+    size = mask.shape[0]
+    y, x = np.mgrid[0:size, 0:size]
+    dark = {
+        "solid": np.zeros(mask.shape, bool),
+        "striped": ((x + y) // 3) % 2 == 1,
+        "checked": (x // 3 + y // 3) % 2 == 1,
+        "outlined": _inner(mask, max(2, size // 6)),
+    }[style]
+    return np.where(dark[..., None], tint * 0.4, tint)
+
+
+def _inner(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of ``mask`` at least ``width`` pixels inside its edge."""
+    inner = np.pad(mask, width)
+    for _ in range(width):
+        inner = inner & np.roll(inner, 1, 0) & np.roll(inner, -1, 0)
+        inner = inner & np.roll(inner, 1, 1) & np.roll(inner, -1, 1)
+    return inner[width:-width, width:-width]
+
+
+def _render(rng, labels, names, spec, styles=None) -> tuple[np.ndarray, list, list[str]]:
+    """One image of the objects ``labels``; ``styles[label]``: the style indices it may show."""
     n = spec.image_size
     image = rng.normal(110, 25, (n, n, 3))
     for _ in range(int(rng.integers(1, 4))):  # clutter: grey blobs that are not objects
@@ -192,12 +264,15 @@ def _render(rng, labels, names, spec) -> tuple[np.ndarray, list[list[float]]]:
         y, x = np.ogrid[0:n, 0:n]
         image[(x - cx) ** 2 + (y - cy) ** 2 <= r * r] = rng.integers(60, 180)
     sizes = [int(rng.integers(spec.min_size, spec.max_size + 1)) for _ in labels]
+    drawn = [STYLES[0]] * len(labels)
+    if spec.styles > 1:  # no draw otherwise: one style gives the same images as before styles
+        drawn = [STYLES[rng.choice(styles[label])] for label in labels]
     boxes = []
-    for label, size, (x, y) in zip(labels, sizes, _place(rng, sizes, n)):
+    for label, size, style, (x, y) in zip(labels, sizes, drawn, _place(rng, sizes, n)):
         colour, shape = names[label - 1].split("_")
         mask = shape_mask(shape, size)
-        tint = np.array(COLOURS[colour]) + rng.normal(0, 12, 3)
-        image[y : y + size, x : x + size][mask] = tint
+        tint = colour_rgb(colour) + rng.normal(0, spec.tint_noise, 3)
+        image[y : y + size, x : x + size][mask] = paint(mask, style, tint)[mask]
         rows, cols = np.nonzero(mask)
         boxes.append(
             [
@@ -208,7 +283,7 @@ def _render(rng, labels, names, spec) -> tuple[np.ndarray, list[list[float]]]:
             ]
         )
     image += rng.normal(0, 8, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), [[float(v) for v in b] for b in boxes]
+    return np.clip(image, 0, 255).astype(np.uint8), [[float(v) for v in b] for b in boxes], drawn
 
 
 def _split(rng, counts: list[int], max_objects: int) -> list[list[int]]:
@@ -224,29 +299,40 @@ def _split(rng, counts: list[int], max_objects: int) -> list[list[int]]:
 
 
 def generate(spec: SyntheticSpec, root: Path, classes: Sequence[str] | None = None) -> None:
-    """Write ``root/train.json``, ``root/val.json`` and ``root/images/{train,val}/*.png``.
+    """Write ``root/train.json``, ``root/val.json``, ``root/images/{train,val}/*.png`` and the
+    spec they were drawn from, ``root/spec.json``.
 
     ``classes``: the class names of a pretraining set (one tier, ``train_counts: [[n, k, k]]``
     with n = len(classes)); by default the long tail draws its own."""
     counts = tier_counts(spec.train_counts)
     rng = np.random.default_rng(spec.seed)
     if classes is None:
-        names, class_counts = map(list, zip(*long_tail_classes(rng, counts, spec.rare_below)))
+        drawn = long_tail_classes(rng, counts, spec.rare_below, spec.hues)
+        names, class_counts = map(list, zip(*drawn))
     else:
-        unknown = set(classes) - set(class_names())
+        unknown = {name for name in classes if not _known(name)}
         if unknown or len(classes) != len(counts):
             raise ValueError(
                 f"pretraining classes: need {len(counts)} known names, got {len(classes)}"
                 + (f" with unknown {sorted(unknown)}" if unknown else "")
             )
         names, class_counts = list(classes), counts
+    every = list(range(spec.styles))
+    train_styles = {label: every for label in range(1, len(names) + 1)}
+    for label, count in enumerate(class_counts, start=1):
+        if count < spec.rare_below and spec.styles > 1:  # one style: no draw, as before styles
+            shown = rng.choice(spec.styles, spec.rare_styles, replace=False)
+            train_styles[label] = sorted(int(i) for i in shown)
     splits = {
         "train": _split(rng, class_counts, spec.max_objects),
         "val": _split(rng, [spec.val_per_class] * len(counts), spec.max_objects),
     }
     documents, first_id = {}, 1
     for split, image_labels in splits.items():
-        documents[split] = _draw_split(rng, split, image_labels, names, spec, root, first_id)
+        styles = train_styles if split == "train" else dict.fromkeys(train_styles, every)
+        documents[split] = _draw_split(
+            rng, split, image_labels, names, spec, root, first_id, styles
+        )
         first_id += len(image_labels)
     categories = _categories(names, documents["train"]["annotations"])
     for split, document in documents.items():
@@ -255,14 +341,17 @@ def generate(spec: SyntheticSpec, root: Path, classes: Sequence[str] | None = No
         document["licenses"] = []
         with atomic_path(root / f"{split}.json") as tmp:
             tmp.write_text(json.dumps(document))
+    with atomic_path(root / "spec.json") as tmp:
+        tmp.write_text(json.dumps(dataclasses.asdict(spec)))
 
 
-def _draw_split(rng, split, image_labels, names, spec, root: Path, first_id: int) -> dict:
-    """One split's images (drawn and saved) and annotation records, ids from ``first_id``."""
+def _draw_split(rng, split, image_labels, names, spec, root: Path, first_id, styles) -> dict:
+    """One split's images (drawn and saved) and annotation records, ids from ``first_id``;
+    ``styles[label]``: the style indices that class's objects are drawn in."""
     (root / "images" / split).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for image_id, labels in enumerate(image_labels, start=first_id):
-        pixels, boxes = _render(rng, labels, names, spec)
+        pixels, boxes, drawn = _render(rng, labels, names, spec, styles)
         file_name = f"{split}/{image_id:06d}.png"
         Image.fromarray(pixels).save(root / "images" / file_name)
         images.append(
@@ -275,9 +364,10 @@ def _draw_split(rng, split, image_labels, names, spec, root: Path, first_id: int
                 "not_exhaustive_category_ids": [],
             }
         )
-        for label, (x, y, w, h) in zip(labels, boxes):
+        for label, (x, y, w, h), style in zip(labels, boxes, drawn):
             annotations.append(
                 {
+                    **({"style": style} if spec.styles > 1 else {}),
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": label,
@@ -337,3 +427,22 @@ def synthesize(
     except TypeError as error:
         raise ValueError(f"synthetic dataset spec: {error}") from error
     generate(parsed, Path(out), classes)
+
+
+def tuning_split(data: Path | str, out: Path | str, per_class: int = 12, seed: int = 99) -> None:
+    """``out/val.json`` (and images): ``per_class`` new instances of every class of the set in
+    ``data``, drawn by its own spec (``spec.json``; the defaults for a set drawn before specs
+    were recorded) with ``seed``, and listing that set's categories, so that APr, APc and APf
+    are its own. Where a schedule is chosen, never on val."""
+    data, out = Path(data), Path(out)
+    categories = sorted(
+        json.loads((data / "train.json").read_text())["categories"], key=lambda c: c["id"]
+    )
+    names = [c["name"] for c in categories]
+    drawn = data / "spec.json"
+    spec = json.loads(drawn.read_text()) if drawn.exists() else {}
+    spec.update(train_counts=[[len(names), 1, 1]], val_per_class=per_class, seed=seed)
+    generate(SyntheticSpec(**spec), out, names)
+    split = json.loads((out / "val.json").read_text())
+    with atomic_path(out / "val.json") as tmp:
+        tmp.write_text(json.dumps({**split, "categories": categories}))
