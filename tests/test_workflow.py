@@ -228,6 +228,21 @@ def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows
     assert "results/quick/" in quick and "results/synthetic/" not in quick
 
 
+def test_the_overlap_config_draws_overlapping_colours_in_both_sets_with_the_same_rows(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    default = snakemake(workdir, "--dry-run", "-p").stdout
+    args = ("--configfile", "config.yaml", "configs/overlap.yaml", "--dry-run", "-p")
+    overlap = snakemake(workdir, *args).stdout
+    assert planned_jobs(overlap) == planned_jobs(default)
+    specs = [line for line in overlap.splitlines() if "bags synthesize" in line]
+    assert len(specs) == 2 and all('"tint_noise": 30' in line for line in specs)
+    assert sum('"hues": 12' in line for line in specs) == 1  # the balanced set takes its names
+    assert '"tint_noise": 30' not in default and '"hues": 12' not in default
+    assert '"epochs": 48, ' in overlap and '"milestones": [32, 44]' in overlap
+    assert '"epochs": 40, ' in overlap and '"milestones": [28]' in overlap
+    assert "results/overlap/" in overlap and "results/synthetic/" not in overlap
+
+
 @pytest.mark.parametrize("name", ["lvis_v0.5", "lvis_v1"])
 def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
     workdir = copy_workflow(tmp_path)
