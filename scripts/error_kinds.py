@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +46,10 @@ def ranked_kinds(
     """Per ``frequency`` class: its detections' kinds by falling score (None: a true positive)
     and its number of objects."""
     frequency_of = {c["id"]: c["frequency"] for c in gt["categories"]}
-    objects = defaultdict(list)
+    objects, count = defaultdict(list), Counter()
     for a in gt["annotations"]:
         objects[a["image_id"]].append(a)
+        count[a["category_id"]] += 1
     evaluated = defaultdict(set)
     for image in gt["images"]:
         evaluated[image["id"]].update(image.get("neg_category_ids", []))
@@ -65,15 +66,17 @@ def ranked_kinds(
         mine = by_class[c]
         matched, ranked = set(), []
         for d in sorted(mine, key=lambda d: -d["score"]):
-            here = objects[d["image_id"]]
-            own = [(iou(d["bbox"], a["bbox"]), a["id"]) for a in here if a["category_id"] == c]
-            free = [(v, i) for v, i in own if i not in matched and v >= threshold]
+            overlaps = [(iou(d["bbox"], a["bbox"]), a) for a in objects[d["image_id"]]]
+            free = [
+                (v, a["id"])
+                for v, a in overlaps
+                if a["category_id"] == c and a["id"] not in matched and v >= threshold
+            ]
             if free:
                 matched.add(max(free)[1])
                 ranked.append(None)
                 continue
-            best = max(((iou(d["bbox"], a["bbox"]), a) for a in here), default=(0.0, None),
-                       key=lambda pair: pair[0])  # fmt: skip
+            best = max(overlaps, default=(0.0, None), key=lambda pair: pair[0])
             if best[0] >= threshold and best[1]["category_id"] != c:
                 ranked.append(f"another class's object: {frequency_of[best[1]['category_id']]}")
             elif best[0] >= threshold:
@@ -82,9 +85,8 @@ def ranked_kinds(
                 ranked.append("poor localisation")
             else:
                 ranked.append("background")
-        count = sum(a["category_id"] == c for a in gt["annotations"])
-        if count:
-            classes.append((ranked, count))
+        if count[c]:
+            classes.append((ranked, count[c]))
     return classes
 
 
