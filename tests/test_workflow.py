@@ -214,12 +214,18 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows(tmp_path):
+def dry_runs_of_the_default_and_layered(tmp_path, layer):
+    """Dry runs of the default and of ``layer`` over it, which must plan the same jobs."""
     workdir = copy_workflow(tmp_path)
     default = snakemake(workdir, "--dry-run", "-p").stdout
-    args = ("--configfile", "config.yaml", "configs/quick.yaml", "--dry-run", "-p")
-    quick = snakemake(workdir, *args).stdout
-    assert planned_jobs(quick) == planned_jobs(default)
+    args = ("--configfile", "config.yaml", layer, "--dry-run", "-p")
+    layered = snakemake(workdir, *args).stdout
+    assert planned_jobs(layered) == planned_jobs(default)
+    return default, layered
+
+
+def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows(tmp_path):
+    default, quick = dry_runs_of_the_default_and_layered(tmp_path, "configs/quick.yaml")
     assert '"epochs": 96, ' in default and '"milestones": [64, 88]' in default
     assert '"epochs": 80, ' in default and '"milestones": [56]' in default
     assert '"epochs": 24' not in default and '"epochs": 96' not in quick
@@ -229,11 +235,7 @@ def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows
 
 
 def test_the_overlap_config_draws_overlapping_colours_in_both_sets_with_the_same_rows(tmp_path):
-    workdir = copy_workflow(tmp_path)
-    default = snakemake(workdir, "--dry-run", "-p").stdout
-    args = ("--configfile", "config.yaml", "configs/overlap.yaml", "--dry-run", "-p")
-    overlap = snakemake(workdir, *args).stdout
-    assert planned_jobs(overlap) == planned_jobs(default)
+    default, overlap = dry_runs_of_the_default_and_layered(tmp_path, "configs/overlap.yaml")
     specs = [line for line in overlap.splitlines() if "bags synthesize" in line]
     assert len(specs) == 2 and all('"tint_noise": 30' in line for line in specs)
     assert sum('"hues": 12' in line for line in specs) == 1  # the balanced set takes its names
