@@ -240,8 +240,8 @@ def test_the_overlap_config_draws_overlapping_colours_in_both_sets_with_the_same
     assert len(specs) == 2 and all('"tint_noise": 30' in line for line in specs)
     assert sum('"hues": 12' in line for line in specs) == 1  # the balanced set takes its names
     assert '"tint_noise": 30' not in default and '"hues": 12' not in default
-    assert '"epochs": 48, ' in overlap and '"milestones": [32, 44]' in overlap
-    assert '"epochs": 40, ' in overlap and '"milestones": [28]' in overlap
+    assert '"batch_size": 16, "epochs": 24, ' in overlap and '"milestones": [16, 22]' in overlap
+    assert '"batch_size": 8, "epochs": 96, ' in overlap and '"epochs": 80, ' in overlap
     assert "results/overlap/" in overlap and "results/synthetic/" not in overlap
 
 
