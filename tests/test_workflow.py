@@ -2,6 +2,7 @@
 
 import json
 import math
+import shlex
 import subprocess
 
 import pandas as pd
@@ -224,25 +225,60 @@ def dry_runs_of_the_default_and_layered(tmp_path, layer):
     return default, layered
 
 
+def schedules_planned(dry_run):
+    """Each planned training's run folder (``dataset/method``): (epochs, milestones)."""
+    schedules = {}
+    for line in dry_run.splitlines():
+        if "bags train " not in line:
+            continue
+        words = shlex.split(line.split("Shell command:", 1)[1])
+        settings = json.loads(words[words.index("--settings") + 1])
+        run = words[words.index("--out") + 1].split("/runs/")[1].rsplit("/", 2)[0]
+        schedules[run] = (settings["epochs"], tuple(settings["milestones"]))
+    return schedules
+
+
+def synthetic_specs(dry_run):
+    """The spec each planned ``bags synthesize`` draws its set from, by dataset."""
+    specs = {}
+    for line in dry_run.splitlines():
+        if "bags synthesize " in line:
+            words = shlex.split(line.split("Shell command:", 1)[1])
+            specs[words[words.index("--out") + 1].rsplit("/", 1)[1]] = json.loads(
+                words[words.index("--spec") + 1]
+            )
+    return specs
+
+
+FULL = (96, (64, 88))  # the default baseline's schedule, which every full training keeps
+
+
 def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows(tmp_path):
     default, quick = dry_runs_of_the_default_and_layered(tmp_path, "configs/quick.yaml")
-    assert '"epochs": 96, ' in default and '"milestones": [64, 88]' in default
-    assert '"epochs": 80, ' in default and '"milestones": [56]' in default
-    assert '"epochs": 24' not in default and '"epochs": 96' not in quick
-    assert '"epochs": 24, ' in quick and '"milestones": [16, 22]' in quick
-    assert '"epochs": 20, ' in quick and '"milestones": [14]' in quick
+    planned = schedules_planned(default)
+    assert planned.pop("balanced/baseline") == (24, (16, 22))
+    assert planned.pop("longtail/finetune_tail") == (80, (56,))
+    assert len(planned) == 9 and set(planned.values()) == {FULL}
+    quick_planned = schedules_planned(quick)
+    assert quick_planned.pop("balanced/baseline") == (24, (16, 22))
+    assert quick_planned.pop("longtail/finetune_tail") == (20, (14,))
+    assert set(quick_planned) == set(planned) and set(quick_planned.values()) == {(24, (16, 22))}
     assert "results/quick/" in quick and "results/synthetic/" not in quick
 
 
-def test_the_overlap_config_draws_overlapping_colours_in_both_sets_with_the_same_rows(tmp_path):
-    default, overlap = dry_runs_of_the_default_and_layered(tmp_path, "configs/overlap.yaml")
-    specs = [line for line in overlap.splitlines() if "bags synthesize" in line]
-    assert len(specs) == 2 and all('"tint_noise": 30' in line for line in specs)
-    assert sum('"hues": 12' in line for line in specs) == 1  # the balanced set takes its names
-    assert '"tint_noise": 30' not in default and '"hues": 12' not in default
-    assert '"batch_size": 16, "epochs": 24, ' in overlap and '"milestones": [16, 22]' in overlap
-    assert '"batch_size": 8, "epochs": 96, ' in overlap and '"epochs": 80, ' in overlap
-    assert "results/overlap/" in overlap and "results/synthetic/" not in overlap
+def test_the_default_draws_overlapping_hues_and_the_distinct_config_the_earlier_colours(tmp_path):
+    default, distinct = dry_runs_of_the_default_and_layered(tmp_path, "configs/distinct.yaml")
+    specs = synthetic_specs(default)
+    assert (specs["longtail"]["hues"], specs["longtail"]["tint_noise"]) == (12, 30)
+    assert specs["balanced"]["tint_noise"] == 30  # its classes and names come from longtail's
+    earlier = synthetic_specs(distinct)
+    assert (earlier["longtail"]["hues"], earlier["longtail"]["tint_noise"]) == (None, 12)
+    assert earlier["balanced"]["tint_noise"] == 12
+    planned, earlier_planned = schedules_planned(default), schedules_planned(distinct)
+    assert earlier_planned.pop("balanced/baseline") == (12, (8, 11))
+    del planned["balanced/baseline"]
+    assert earlier_planned == planned  # only the balanced model's schedule differs
+    assert "results/distinct/" in distinct and "results/synthetic/" not in distinct
 
 
 @pytest.mark.parametrize("name", ["lvis_v0.5", "lvis_v1"])
