@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shlex
 import subprocess
 
@@ -116,6 +117,20 @@ def test_several_seeds_plan_one_run_per_seed(tmp_path):
     # Every seed starts from its own balanced model; Figure 1 shows the first seed's.
     assert "runs/balanced/baseline/seed1/model.pt" in result.stdout
     assert "runs/balanced/baseline/seed1/weight_norms.csv" not in result.stdout
+
+
+def test_the_scheduler_takes_each_datasets_baseline_before_the_rows_beside_it(tmp_path):
+    """RFS and EQL start from the balanced model, as the baseline does, and every other row
+    waits for the baseline: its training gets the priority that Snakemake's scheduler ranks
+    ready jobs by first (a dry run prints it; a dry run's order is not the scheduler's)."""
+    workdir = copy_workflow(tmp_path)
+    dry_run = snakemake(workdir, "--dry-run").stdout
+    prioritised = set()
+    for block in dry_run.split("\n\n"):
+        match = re.search(r"wildcards: dataset=(\w+), method=(\w+), seed=\d+", block)
+        if match and re.search(r"^\s+priority: [1-9]", block, re.MULTILINE):
+            prioritised.add(f"{match[1]}/{match[2]}")
+    assert prioritised == {"balanced/baseline", "longtail/baseline"}
 
 
 def test_rerun_has_nothing_to_do(finished):

@@ -19,6 +19,8 @@ rule train:
     wildcard_constraints:
         dataset=datasets_from("synthetic", "lvis", "coco"),
         method=pattern(methods_by_path("train")),
+    # Every other row starts from a dataset's baseline: train those first.
+    priority: lambda wc: 1 if wc.method == "baseline" else 0
     conda:
         ENV
     threads: config["threads"]
