@@ -1,5 +1,6 @@
 """The Snakemake DAG itself: the tiny config end to end, targets, config errors, lint, format."""
 
+import itertools
 import json
 import math
 import re
@@ -240,29 +241,32 @@ def dry_runs_of_the_default_and_layered(tmp_path, layer):
     return default, layered
 
 
+def planned_options(dry_run, subcommand):
+    """Each planned ``bags <subcommand>`` call's options, ``{"--flag": value}``."""
+    calls = []
+    for line in dry_run.splitlines():
+        if f"bags {subcommand} " in line:
+            words = shlex.split(line.split("Shell command:", 1)[1])
+            calls.append(dict(itertools.pairwise(words)))  # a flag and the word after it
+    return calls
+
+
 def schedules_planned(dry_run):
     """Each planned training's run folder (``dataset/method``): (epochs, milestones)."""
     schedules = {}
-    for line in dry_run.splitlines():
-        if "bags train " not in line:
-            continue
-        words = shlex.split(line.split("Shell command:", 1)[1])
-        settings = json.loads(words[words.index("--settings") + 1])
-        run = words[words.index("--out") + 1].split("/runs/")[1].rsplit("/", 2)[0]
+    for options in planned_options(dry_run, "train"):
+        settings = json.loads(options["--settings"])
+        run = options["--out"].split("/runs/")[1].rsplit("/", 2)[0]
         schedules[run] = (settings["epochs"], tuple(settings["milestones"]))
     return schedules
 
 
 def synthetic_specs(dry_run):
     """The spec each planned ``bags synthesize`` draws its set from, by dataset."""
-    specs = {}
-    for line in dry_run.splitlines():
-        if "bags synthesize " in line:
-            words = shlex.split(line.split("Shell command:", 1)[1])
-            specs[words[words.index("--out") + 1].rsplit("/", 1)[1]] = json.loads(
-                words[words.index("--spec") + 1]
-            )
-    return specs
+    return {
+        options["--out"].rsplit("/", 1)[1]: json.loads(options["--spec"])
+        for options in planned_options(dry_run, "synthesize")
+    }
 
 
 FULL = (96, (64, 88))  # the default baseline's schedule, which every full training keeps
