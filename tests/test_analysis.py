@@ -12,7 +12,9 @@ from bags.analysis import figures
 from bags.analysis.claims import (
     Claim,
     check_claims,
+    claims_job,
     coefficient_of_variation,
+    headline_claim,
     spearman,
     write_claims,
 )
@@ -389,6 +391,43 @@ def test_claim_thresholds_and_ap_condition():
     ].passed
     # rho just below min_rho fails claim 1.
     assert not check_claims(lt, bal, bags, *GOOD, min_rho=1.01)[0].passed
+
+
+def test_headline_claim_compares_means_over_seeds_and_ties_go_against_bags():
+    rows = {
+        "baseline": [{"AP": 20.0, "APr": 5.0}],
+        "BAGS": [{"AP": 30.0, "APr": 20.0}, {"AP": 20.0, "APr": 10.0}],  # means 25, 15
+        "RFS": [{"AP": 26.0, "APr": 14.0}],
+    }
+    claim = headline_claim(rows, "BAGS")  # BAGS' seed 0 alone would lead both metrics
+    assert not claim.passed
+    assert claim.measured == (
+        "AP: BAGS 25.0, best other RFS 26.0 (-1.0); APr: BAGS 15.0, best other RFS 14.0 (+1.0)"
+    )
+    rows["RFS"] = [{"AP": 24.0, "APr": 15.0}]
+    assert not headline_claim(rows, "BAGS").passed  # APr tied
+    rows["RFS"] = [{"AP": 24.0, "APr": 14.9}]
+    assert headline_claim(rows, "BAGS").passed
+    with pytest.raises(ValueError, match="compares 'BAGS'"):
+        headline_claim({"BAGS": rows["BAGS"]}, "BAGS")
+
+
+def test_claims_job_reads_the_apr_gain_on_the_mean_of_the_seeds(tmp_path):
+    """Seed 0 alone gains +6 APr; over both seeds the gain is +3.5, short of the claimed 5."""
+    norms = tmp_path / "norms.csv"
+    norm_frame(COUNTS, RISING).to_csv(norms, index=False)
+    paths = {}
+    for name, seeds in {"base": [(20, 10), (22, 14)], "bags": [(24, 16), (24, 15)]}.items():
+        for seed, (ap, apr) in enumerate(seeds):
+            paths.setdefault(name, []).append(tmp_path / f"{name}{seed}.json")
+            paths[name][-1].write_text(json.dumps({"AP": ap, "APr": apr}))
+    rows = [("baseline", p) for p in paths["base"]] + [("BAGS", p) for p in paths["bags"]]
+    out = tmp_path / "claims.md"
+    claims_job(norms, norms, norms, paths["base"], paths["bags"], rows, "BAGS", out, "t")
+    apr_claim = next(line for line in out.read_text().splitlines() if "raises APr" in line)
+    assert "APr 12.0 -> 15.5 (+3.5, need >= +5); AP 21.0 -> 24.0 | FAIL |" in apr_claim
+    claims_job(norms, norms, norms, paths["base"][:1], paths["bags"][:1], rows, "BAGS", out, "t")
+    assert "APr 10.0 -> 16.0 (+6.0, need >= +5)" in out.read_text()
 
 
 def test_write_claims_markdown(tmp_path):

@@ -110,11 +110,16 @@ def test_classifier_level_methods_change_only_the_last_layer(finished):
 def test_several_seeds_plan_one_run_per_seed(tmp_path):
     workdir = copy_workflow(tmp_path)
     result = snakemake(
-        workdir, "--configfile", "configs/test.yaml", "--config", "seeds=[0,1]", "--dry-run"
+        workdir, "--configfile", "configs/test.yaml", "--config", "seeds=[0,1]", "--dry-run", "-p"
     )
     for seed in (0, 1):
         assert f"runs/longtail/bags/seed{seed}/metrics.json" in result.stdout
         assert f"cache/seed{seed}/train.pt" in result.stdout
+    # The APr claim reads both seeds of the baseline and of BAGS.
+    runs = "results/test/runs/longtail"
+    for name in ("baseline", "bags"):
+        both = f"--{name}-metrics {runs}/{name}/seed0/metrics.json {runs}/{name}/seed1/metrics.json"
+        assert both in result.stdout, name
     # Every seed starts from its own balanced model; Figure 1 shows the first seed's.
     assert "runs/balanced/baseline/seed1/model.pt" in result.stdout
     assert "runs/balanced/baseline/seed1/weight_norms.csv" not in result.stdout

@@ -271,8 +271,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--baseline-norms": PATH,
             "--balanced-norms": PATH,
             "--bags-norms": PATH,
-            "--baseline-metrics": PATH,
-            "--bags-metrics": PATH,
+            "--baseline-metrics": {**PATH, "nargs": "+"},  # one file per seed
+            "--bags-metrics": {**PATH, "nargs": "+"},
             "--rows": {"type": _named_path, "nargs": "+", "required": True},
             "--bags-label": {"required": True},
             "--title": {"required": True},

@@ -37,8 +37,8 @@ rule check_claims:
         baseline_norms=run_file("longtail", "baseline", SEEDS[0], "weight_norms.csv"),
         balanced_norms=run_file("balanced", "baseline", SEEDS[0], "weight_norms.csv"),
         bags_norms=run_file("longtail", "bags", SEEDS[0], "weight_norms.csv"),
-        baseline_metrics=run_file("longtail", "baseline", SEEDS[0], "metrics.json"),
-        bags_metrics=run_file("longtail", "bags", SEEDS[0], "metrics.json"),
+        baseline_metrics=metrics_of(["baseline"]),
+        bags_metrics=metrics_of(["bags"]),
         rows=metrics_of(PAPER_ROWS),
     output:
         report(f"{EXP}/claims.md", caption="../report/claims.rst", category="Claims"),
@@ -52,7 +52,8 @@ rule check_claims:
     params:
         rows=named_metrics(PAPER_ROWS),
         bags=METHODS["bags"]["label"],
-        title=f"Claims of the paper on the {config['experiment']} experiment",
+        title=f"Claims of the paper on the {config['experiment']} experiment"
+        + (f" (AP: means over seeds {SEEDS}; weight norms: seed {SEEDS[0]})" if len(SEEDS) > 1 else ""),
     shell:
         "python -m bags claims --baseline-norms {input.baseline_norms:q} "
         "--balanced-norms {input.balanced_norms:q} --bags-norms {input.bags_norms:q} "
