@@ -53,7 +53,11 @@ rule check_claims:
         rows=named_metrics(PAPER_ROWS),
         bags=METHODS["bags"]["label"],
         title=f"Claims of the paper on the {config['experiment']} experiment"
-        + (f" (AP: means over seeds {SEEDS}; weight norms: seed {SEEDS[0]})" if len(SEEDS) > 1 else ""),
+        + (
+            f" (AP: means over seeds {SEEDS}; weight norms: seed {SEEDS[0]})"
+            if len(SEEDS) > 1
+            else ""
+        ),
     shell:
         "python -m bags claims --baseline-norms {input.baseline_norms:q} "
         "--balanced-norms {input.balanced_norms:q} --bags-norms {input.bags_norms:q} "
