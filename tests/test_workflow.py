@@ -125,18 +125,27 @@ def test_several_seeds_plan_one_run_per_seed(tmp_path):
     assert "runs/balanced/baseline/seed1/weight_norms.csv" not in result.stdout
 
 
-def test_the_scheduler_takes_each_datasets_baseline_before_the_rows_beside_it(tmp_path):
-    """RFS and EQL start from the balanced model, as the baseline does, and every other row
-    waits for the baseline: its training gets the priority that Snakemake's scheduler ranks
-    ready jobs by first (a dry run prints it; a dry run's order is not the scheduler's)."""
+def test_the_scheduler_takes_the_baselines_first_then_the_longest_trainings(tmp_path):
+    """Every other row waits for its dataset's baseline (RFS and EQL start from the balanced
+    model, as the baseline does), and the short jobs should fill both cores at the end rather
+    than one long training run alone: the priority that Snakemake's scheduler ranks ready jobs
+    by first puts the baselines first, then the whole-detector trainings, then the box head's
+    (a dry run prints it; a dry run's order is not the scheduler's)."""
     workdir = copy_workflow(tmp_path)
     dry_run = snakemake(workdir, "--dry-run").stdout
-    prioritised = set()
+    priority = {}
     for block in dry_run.split("\n\n"):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
         match = re.search(r"wildcards: dataset=(\w+), method=(\w+), seed=\d+", block)
-        if match and re.search(r"^\s+priority: [1-9]", block, re.MULTILINE):
-            prioritised.add(f"{match[1]}/{match[2]}")
-    assert prioritised == {"balanced/baseline", "longtail/baseline"}
+        if rule and match:
+            rank = re.search(r"^\s+priority: (\d+)", block, re.MULTILINE)
+            priority[f"{rule[1]} {match[1]}/{match[2]}"] = int(rank[1]) if rank else 0
+    baselines = {"train balanced/baseline", "train longtail/baseline"}
+    whole = {f"train longtail/{m}" for m in ("x2", "rfs", "rfs_finetune", "focal", "eql")}
+    assert {priority[job] for job in baselines} == {max(priority.values())}
+    assert max(priority.values()) > max(priority[job] for job in whole)
+    assert min(priority[job] for job in whole) > priority["train longtail/bags_box_head"]
+    assert priority["train longtail/bags_box_head"] > priority["fit_head longtail/bags"]
 
 
 def test_rerun_has_nothing_to_do(finished):

@@ -2,6 +2,16 @@
 # killed job resumes from its last step when the DAG is run again.
 
 
+def training_priority(method):
+    """The rank Snakemake's scheduler takes ready jobs by. Every other row starts from a
+    dataset's baseline, so the baselines come first; then the longest trainings (the whole
+    detector, then the box head), so that the short jobs fill both cores at the end instead of
+    one long training running alone. Jobs of other rules rank 0."""
+    if method == "baseline":
+        return 3
+    return {"all": 2, "box_head": 1}.get(METHODS[method]["train"], 0)
+
+
 rule train:
     input:
         train=f"{EXP}/data/{{dataset}}/train.json",
@@ -19,8 +29,7 @@ rule train:
     wildcard_constraints:
         dataset=datasets_from("synthetic", "lvis", "coco"),
         method=pattern(methods_by_path("train")),
-    # Every other row starts from a dataset's baseline: train those first.
-    priority: lambda wc: 1 if wc.method == "baseline" else 0
+    priority: lambda wc: training_priority(wc.method)
     conda:
         ENV
     threads: config["threads"]
