@@ -1,9 +1,11 @@
-"""The GPU check's benchmarks run (here on the CPU, at a small size)."""
+"""The benchmarks run (here on the CPU, at a small size) and print what they claim to."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +64,42 @@ def test_dag_times_sums_each_rule_and_keeps_one_seed_apart(tmp_path):
                      "**sum**": ["3", "**175**", ""]}  # fmt: skip
     missing = subprocess.run([*script, "--seed", "7"], capture_output=True, text=True)
     assert missing.returncode != 0 and "of seed 7" in missing.stderr
+
+
+def work_tables(stdout):
+    """The benchmark's two tables, ``{training: (passes, GFLOP per image, work)}`` each."""
+    tables = []
+    for block in stdout.split("### ")[1:]:
+        rows = {}
+        for line in block.splitlines():
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if line.startswith("| ") and cells[1].replace(",", "").isdigit():
+                rows[cells[0]] = tuple(float(c.replace(",", "")) for c in cells[1:])
+        tables.append(rows)
+    return tables
+
+
+def test_training_work_counts_each_trainings_passes_and_the_ratio(tmp_path):
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("schedules:\n  baseline: {epochs: 3}\n")
+    args = ["--config", "configs/test.yaml", "--against", "configs/test.yaml", str(longer)]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "training_work.py"), *args],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    short, long = work_tables(done.stdout)
+    assert set(short) == set(long) and "longtail/baseline" in short
+    for run, (passes, flops, work) in short.items():
+        again = long[run]
+        assert again[1] == flops  # the same model and batch: the same FLOPs per image
+        if run in ("balanced/baseline", "longtail/feature cache"):
+            assert again[0] == passes  # the pretrain schedule and the cache do not change
+        else:
+            assert again[0] == 3 * passes  # three epochs of the baseline schedule for one
+    per_image = {run: row[1] for run, row in short.items()}
+    assert per_image["longtail/bags"] < per_image["longtail/bags_box_head"]
+    assert per_image["longtail/bags_box_head"] < per_image["longtail/baseline"]
+    assert per_image["longtail/feature cache"] < per_image["longtail/baseline"]
+    totals = [sum(row[0] * row[1] for row in table.values()) for table in (short, long)]
+    ratio = float(done.stdout.rsplit("**", 2)[-2])
+    assert ratio == pytest.approx(totals[0] / totals[1], abs=2e-3)

@@ -378,3 +378,58 @@ def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):
     assert all("neg_category_ids" in image for image in made["images"])
     assert [len(g["classes"]) for g in groups["groups"]] == [2, 3]
     assert (workdir / "results" / "test" / "data" / "longtail" / "train.json").is_symlink()
+
+
+def test_convergence_trains_each_run_once_more_from_itself_and_reuses_x2(tmp_path):
+    """The default's test of converged schedules: the balanced model and finetune tail each
+    trained once more from their own model on their own schedule, the baseline's second
+    schedule being the x2 row; every tested model scored on its set's tuning split."""
+    workdir = copy_workflow(tmp_path)
+    dry_run = snakemake(workdir, "convergence", "--dry-run", "-p").stdout
+    again = {}
+    for options in planned_options(dry_run, "train"):
+        if "/convergence/" in options["--out"]:
+            run = options["--out"].split("/convergence/")[1].rsplit("/seed", 1)[0]
+            again[run] = options
+    assert sorted(again) == ["balanced/baseline", "longtail/finetune_tail"]
+    once = {
+        options["--out"].split("/runs/")[1].rsplit("/seed", 1)[0]: options
+        for options in planned_options(dry_run, "train")
+        if "/runs/" in options["--out"]
+    }
+    for run, options in again.items():
+        assert options["--start"] == once[run]["--out"]
+        assert options["--settings"] == once[run]["--settings"]  # its own schedule again
+        assert json.loads(options["--method"])["last_layer"] == "loaded"
+        assert options["--annotations"] == once[run]["--annotations"]
+    scored = {o["--model-file"]: o["--annotations"] for o in planned_options(dry_run, "infer")}
+    x2 = "results/synthetic/runs/longtail/x2/seed0/model.pt"
+    assert scored[x2] == "results/synthetic/data/longtail/tuning/val.json"
+    assert scored[again["balanced/baseline"]["--out"]].endswith("data/balanced/tuning/val.json")
+    assert len(scored) == 6  # three runs, once and again
+
+
+def test_convergence_table_reads_each_models_tuning_metrics(finished):
+    runs = "convergence={runs: [balanced/baseline, longtail/baseline]}"
+    snakemake(finished, "convergence", "--configfile", "configs/test.yaml", "--config", runs)
+    exp = finished / "results" / "test"
+    tuning = json.loads((exp / "data" / "longtail" / "tuning" / "val.json").read_text())
+    val = json.loads((exp / "data" / "longtail" / "val.json").read_text())
+    assert {a["bbox"][0] for a in tuning["annotations"]} != {
+        a["bbox"][0] for a in val["annotations"]
+    }
+    assert (
+        tuning["categories"]
+        == json.loads((exp / "data" / "longtail" / "train.json").read_text())["categories"]
+    )
+    rows = pd.read_csv(exp / "tables" / "convergence.csv")
+    assert rows["run"].tolist() == ["balanced model", "baseline"]
+    for row, dataset in zip(rows.to_dict("records"), ["balanced", "longtail"]):
+        folder = exp / "convergence" / dataset / "baseline" / "seed0"
+        once = json.loads((folder / "once" / "metrics.json").read_text())
+        again = json.loads((folder / "again" / "metrics.json").read_text())
+        assert row["AP"] == pytest.approx(once["AP"]) and row["AP x2"] == pytest.approx(again["AP"])
+    assert (exp / "convergence" / "longtail" / "baseline" / "seed0" / "again" / "model.pt").exists()
+    assert (
+        "| baseline | baseline, 1 epochs | 1 |" in (exp / "tables" / "convergence.md").read_text()
+    )

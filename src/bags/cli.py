@@ -100,6 +100,16 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--on-bad": DATA["--on-bad"],
         },
     ),
+    "tuning-split": (
+        "a synthetic set's tuning split: new instances of every class, never val",
+        "bags.data.synthetic:tuning_split",
+        {
+            "--data": PATH,
+            "--out": PATH,
+            "--per-class": COUNT,
+            "--seed": {"type": non_negative_int, "required": True},
+        },
+    ),
     "train": (
         "train one row's detector from where it starts",
         "bags.engine.train:train_job",
@@ -263,6 +273,11 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--inputs": {"type": _named_path, "nargs": "+", "required": True},
             "--out-stem": PATH,
         },
+    ),
+    "convergence": (
+        "the test of converged schedules: x2's gain on the tuning split (CSV, Markdown)",
+        "bags.analysis.convergence:convergence_job",
+        {"--spec": JSON, "--out-stem": PATH},
     ),
     "claims": (
         "check the paper's claims on the measured numbers",

@@ -10,6 +10,7 @@ import yaml
 EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
 RES = config["resources"]
+CONVERGENCE = config["convergence"]
 SEEDS = config["seeds"]
 SCHEMA = yaml.safe_load(
     Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
@@ -362,3 +363,67 @@ def figure_runs(selection):
     if selection == "comparison":
         return named_metrics(methods_in("comparison"))
     return [f"{label}={path}" for label, path in selections[selection].items()]
+
+
+def again_file(dataset, name, seed, file):
+    """A file of the model trained once more from a run's model (the convergence test)."""
+    return f"{EXP}/convergence/{dataset}/{name}/seed{seed}/again/{file}"
+
+
+def tuning_file(dataset, name, seed, which, file):
+    """A file of a tested model (`once` or `again`) scored on its dataset's tuning split."""
+    return f"{EXP}/convergence/{dataset}/{name}/seed{seed}/{which}/{file}"
+
+
+def trains_again(entry, name):
+    """Whether a row is another full schedule of row `name` from its model, as x2 is of the
+    baseline: then the convergence test takes that row's model instead of training one more."""
+    keys = ["train", "loss", "loss_options", "sampler", "sampler_options", "schedule"]
+    first = METHODS[name]
+    return (
+        entry["start"] == name
+        and entry["last_layer"] == "loaded"
+        and all(entry[k] == first[k] for k in keys)
+        and entry["settings"] == first["settings"]
+    )
+
+
+def again_model(dataset, name, seed):
+    """The model trained once more from run `dataset/name`: a row that is exactly that (x2),
+    else the convergence test's own."""
+    if dataset == "longtail" and name == "baseline":
+        for other, entry in METHODS.items():
+            if trains_again(entry, name):
+                return run_file(dataset, other, seed, "model.pt")
+    return again_file(dataset, name, seed, "model.pt")
+
+
+def tested_model(wildcards):
+    if wildcards.which == "once":
+        return run_file(wildcards.dataset, wildcards.method, wildcards.seed, "model.pt")
+    return again_model(wildcards.dataset, wildcards.method, wildcards.seed)
+
+
+def convergence_entries():
+    """Per tested run and seed: its label, schedule and the metrics files of both models."""
+    entries = []
+    for run in CONVERGENCE["runs"]:
+        dataset, name = run.split("/")
+        if dataset == "longtail" and (name not in METHODS or path_of(METHODS[name]) != "train"):
+            config_error(f"convergence.runs: {run!r} is not a trained row of `methods`")
+        entry = entry_of(dataset, name)
+        schedule = entry["schedule"]
+        label = "balanced model" if dataset == "balanced" else entry["label"]
+        for seed in SEEDS:
+            entries.append(
+                {
+                    "run": label,
+                    "schedule": f"{schedule}, {config['schedules'][schedule]['epochs']} epochs",
+                    "seed": seed,
+                    **{
+                        which: tuning_file(dataset, name, seed, which, "metrics.json")
+                        for which in ("once", "again")
+                    },
+                }
+            )
+    return entries

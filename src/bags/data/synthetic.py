@@ -72,6 +72,7 @@ class SyntheticSpec:
     image_size: int = 64
     min_size: int = 12
     max_size: int = 26
+    min_objects: int = 1
     max_objects: int = 4
     rare_below: int = RARE_BELOW
     styles: int = 1
@@ -84,7 +85,15 @@ class SyntheticSpec:
         def whole(value: object) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
 
-        keys = ("image_size", "min_size", "max_size", "max_objects", "rare_below", "rare_styles")
+        keys = (
+            "image_size",
+            "min_size",
+            "max_size",
+            "min_objects",
+            "max_objects",
+            "rare_below",
+            "rare_styles",
+        )
         for key in keys:
             if not whole(getattr(self, key)) or getattr(self, key) < 1:
                 raise ValueError(f"synthetic spec: {key!r} must be an integer >= 1")
@@ -98,6 +107,8 @@ class SyntheticSpec:
             raise ValueError("synthetic spec: 'hues' must be null or an integer from 2 to 360")
         if not isinstance(self.tint_noise, int | float) or not 0 <= self.tint_noise <= 255:
             raise ValueError("synthetic spec: 'tint_noise' must be a number from 0 to 255")
+        if self.min_objects > self.max_objects:
+            raise ValueError("synthetic spec: need min_objects <= max_objects")
         if not self.min_size <= self.max_size <= self.image_size:
             raise ValueError("synthetic spec: need min_size <= max_size <= image_size")
         tiers = self.train_counts
@@ -286,13 +297,14 @@ def _render(rng, labels, names, spec, styles=None) -> tuple[np.ndarray, list, li
     return np.clip(image, 0, 255).astype(np.uint8), [[float(v) for v in b] for b in boxes], drawn
 
 
-def _split(rng, counts: list[int], max_objects: int) -> list[list[int]]:
-    """Shuffle the instances of every class and cut them into images of 1..max_objects."""
+def _split(rng, counts: list[int], objects: tuple[int, int]) -> list[list[int]]:
+    """Shuffle the instances of every class and cut them into images of ``objects`` = (fewest,
+    most) objects each (the last image may hold fewer)."""
     instances = np.repeat(np.arange(1, len(counts) + 1), counts)
     rng.shuffle(instances)
     images, start = [], 0
     while start < len(instances):
-        k = int(rng.integers(1, max_objects + 1))
+        k = int(rng.integers(objects[0], objects[1] + 1))
         images.append([int(c) for c in instances[start : start + k]])
         start += k
     return images
@@ -323,9 +335,10 @@ def generate(spec: SyntheticSpec, root: Path, classes: Sequence[str] | None = No
         if count < spec.rare_below and spec.styles > 1:  # one style: no draw, as before styles
             shown = rng.choice(spec.styles, spec.rare_styles, replace=False)
             train_styles[label] = sorted(int(i) for i in shown)
+    objects = (spec.min_objects, spec.max_objects)
     splits = {
-        "train": _split(rng, class_counts, spec.max_objects),
-        "val": _split(rng, [spec.val_per_class] * len(counts), spec.max_objects),
+        "train": _split(rng, class_counts, objects),
+        "val": _split(rng, [spec.val_per_class] * len(counts), objects),
     }
     documents, first_id = {}, 1
     for split, image_labels in splits.items():
