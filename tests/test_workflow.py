@@ -245,11 +245,11 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def dry_runs_of_the_default_and_layered(tmp_path, layer):
-    """Dry runs of the default and of ``layer`` over it, which must plan the same jobs."""
+def dry_runs_of_the_default_and_layered(tmp_path, *layers):
+    """Dry runs of the default and of ``layers`` over it, which must plan the same jobs."""
     workdir = copy_workflow(tmp_path)
     default = snakemake(workdir, "--dry-run", "-p").stdout
-    args = ("--configfile", "config.yaml", layer, "--dry-run", "-p")
+    args = ("--configfile", "config.yaml", *layers, "--dry-run", "-p")
     layered = snakemake(workdir, *args).stdout
     assert planned_jobs(layered) == planned_jobs(default)
     return default, layered
@@ -266,12 +266,17 @@ def planned_options(dry_run, subcommand):
 
 
 def schedules_planned(dry_run):
-    """Each planned training's run folder (``dataset/method``): (epochs, milestones)."""
+    """Each planned training's run folder (``dataset/method``): (epochs, milestones, weight
+    decay)."""
     schedules = {}
     for options in planned_options(dry_run, "train"):
         settings = json.loads(options["--settings"])
         run = options["--out"].split("/runs/")[1].rsplit("/", 2)[0]
-        schedules[run] = (settings["epochs"], tuple(settings["milestones"]))
+        schedules[run] = (
+            settings["epochs"],
+            tuple(settings["milestones"]),
+            settings["weight_decay"],
+        )
     return schedules
 
 
@@ -283,35 +288,68 @@ def synthetic_specs(dry_run):
     }
 
 
-FULL = (96, (64, 88))  # the default baseline's schedule, which every full training keeps
+def architectures(dry_run):
+    return {options["--arch"] for options in planned_options(dry_run, "train")}
 
 
-def test_the_default_trains_96_epochs_and_the_quick_config_24_with_the_same_rows(tmp_path):
-    default, quick = dry_runs_of_the_default_and_layered(tmp_path, "configs/quick.yaml")
+def test_the_default_trains_32_epochs_and_the_large_config_96_with_the_same_rows(tmp_path):
+    """Every full training keeps the baseline's schedule; the long-tailed ones decay weights by
+    2e-3 in the default, 1e-4 in the large config (the earlier default)."""
+    default, large = dry_runs_of_the_default_and_layered(tmp_path, "configs/large.yaml")
     planned = schedules_planned(default)
-    assert planned.pop("balanced/baseline") == (24, (16, 22))
-    assert planned.pop("longtail/finetune_tail") == (80, (56,))
-    assert len(planned) == 9 and set(planned.values()) == {FULL}
+    assert planned.pop("balanced/baseline") == (48, (32, 44), 1e-4)
+    assert planned.pop("longtail/finetune_tail") == (27, (19,), 2e-3)
+    assert len(planned) == 9 and set(planned.values()) == {(32, (21, 29), 2e-3)}
+    large_planned = schedules_planned(large)
+    assert large_planned.pop("balanced/baseline") == (24, (16, 22), 1e-4)
+    assert large_planned.pop("longtail/finetune_tail") == (80, (56,), 1e-4)
+    assert set(large_planned) == set(planned) and set(large_planned.values()) == {
+        (96, (64, 88), 1e-4)
+    }
+    assert [json.loads(a) for a in architectures(default)] == [
+        {"name": "small", "image_size": 64, "channels": 32, "representation": 128}
+    ]
+    assert [json.loads(a) for a in architectures(large)] == [
+        {"name": "small", "image_size": 64, "channels": 64, "representation": 256}
+    ]
+    specs, earlier = synthetic_specs(default), synthetic_specs(large)
+    assert specs["longtail"]["train_counts"] == [
+        [16, 1, 5],
+        [14, 10, 99],
+        [8, 100, 400],
+        [2, 1000, 1300],
+    ]
+    assert earlier["longtail"]["train_counts"][0] == [16, 2, 9]
+    for dataset in ("longtail", "balanced"):
+        sizes = ("min_size", "max_size", "min_objects", "max_objects")
+        assert [specs[dataset][k] for k in sizes] == [10, 20, 3, 6]
+        assert [earlier[dataset][k] for k in sizes] == [12, 26, 1, 4]
+        assert specs[dataset]["tint_noise"] == earlier[dataset]["tint_noise"] == 30
+    assert (specs["longtail"]["hues"], earlier["longtail"]["hues"]) == (12, 12)
+    assert "results/large/" in large and "results/synthetic/" not in large
+
+
+def test_the_quick_and_distinct_configs_change_the_large_ones_schedules_and_colours(tmp_path):
+    _, large = dry_runs_of_the_default_and_layered(tmp_path / "l", "configs/large.yaml")
+    _, quick = dry_runs_of_the_default_and_layered(
+        tmp_path / "q", "configs/large.yaml", "configs/quick.yaml"
+    )
     quick_planned = schedules_planned(quick)
-    assert quick_planned.pop("balanced/baseline") == (24, (16, 22))
-    assert quick_planned.pop("longtail/finetune_tail") == (20, (14,))
-    assert set(quick_planned) == set(planned) and set(quick_planned.values()) == {(24, (16, 22))}
-    assert "results/quick/" in quick and "results/synthetic/" not in quick
-
-
-def test_the_default_draws_overlapping_hues_and_the_distinct_config_the_earlier_colours(tmp_path):
-    default, distinct = dry_runs_of_the_default_and_layered(tmp_path, "configs/distinct.yaml")
-    specs = synthetic_specs(default)
-    assert (specs["longtail"]["hues"], specs["longtail"]["tint_noise"]) == (12, 30)
-    assert specs["balanced"]["tint_noise"] == 30  # its classes and names come from longtail's
+    assert quick_planned.pop("balanced/baseline") == (24, (16, 22), 1e-4)
+    assert quick_planned.pop("longtail/finetune_tail") == (20, (14,), 1e-4)
+    assert set(quick_planned.values()) == {(24, (16, 22), 1e-4)}
+    assert "results/quick/" in quick and "results/large/" not in quick
+    _, distinct = dry_runs_of_the_default_and_layered(
+        tmp_path / "d", "configs/large.yaml", "configs/distinct.yaml"
+    )
     earlier = synthetic_specs(distinct)
     assert (earlier["longtail"]["hues"], earlier["longtail"]["tint_noise"]) == (None, 12)
     assert earlier["balanced"]["tint_noise"] == 12
-    planned, earlier_planned = schedules_planned(default), schedules_planned(distinct)
-    assert earlier_planned.pop("balanced/baseline") == (12, (8, 11))
+    planned, distinct_planned = schedules_planned(large), schedules_planned(distinct)
+    assert distinct_planned.pop("balanced/baseline") == (12, (8, 11), 1e-4)
     del planned["balanced/baseline"]
-    assert earlier_planned == planned  # only the balanced model's schedule differs
-    assert "results/distinct/" in distinct and "results/synthetic/" not in distinct
+    assert distinct_planned == planned  # only the balanced model's schedule differs
+    assert "results/distinct/" in distinct and "results/large/" not in distinct
 
 
 @pytest.mark.parametrize("name", ["lvis_v0.5", "lvis_v1"])

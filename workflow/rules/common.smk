@@ -112,6 +112,14 @@ def training_priority(method):
     return {"all": 2, "box_head": 1}.get(METHODS[method]["train"], 0)
 
 
+def training_threads(dataset):
+    """The balanced model trains alone (every other training starts from it or waits for
+    the baseline that does), so it may take more threads than the jobs that share the CPU."""
+    if dataset == "balanced" and config["pretrain_threads"] is not None:
+        return config["pretrain_threads"]
+    return config["threads"]
+
+
 def methods_by_path(path):
     return [n for n, m in METHODS.items() if path_of(m) == path]
 

@@ -22,7 +22,7 @@ rule train:
     priority: lambda wc: training_priority(wc.method)
     conda:
         ENV
-    threads: config["threads"]
+    threads: lambda wc: training_threads(wc.dataset)
     resources:
         **job_resources("train", RES["gpu"]),
     params:
