@@ -120,8 +120,8 @@ def training_work(call: dict[str, str], workdir: Path) -> Training:
     """One planned ``bags train``: its image passes and its FLOPs per training image."""
     from bags.data.counts import read_counts
     from bags.data.dataset import DetectionDataset, collate
-    from bags.engine.train import TrainConfig, method_classifier, start_model, training_plan
     from bags.detector import set_classifier
+    from bags.engine.train import TrainConfig, method_classifier, start_model, training_plan
     from bags.methods import MethodSpec, TrainingStats
 
     config = TrainConfig.from_dict(json.loads(call["--settings"]))

@@ -89,7 +89,7 @@ def test_training_work_counts_each_trainings_passes_and_the_ratio(tmp_path):
     )  # fmt: skip
     short, long = work_tables(done.stdout)
     assert set(short) == set(long) and "longtail/baseline" in short
-    for run, (passes, flops, work) in short.items():
+    for run, (passes, flops, _work) in short.items():
         again = long[run]
         assert again[1] == flops  # the same model and batch: the same FLOPs per image
         if run in ("balanced/baseline", "longtail/feature cache"):

@@ -53,6 +53,6 @@ def test_a_malformed_metrics_file_is_named(tmp_path):
     bad.write_text("{not json")
     good = write_metrics(tmp_path / "good.json", 1.0)
     run = {"run": "r", "schedule": "s", "seed": 0, "once": str(bad), "again": good}
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match=r"bad\.json"):
         convergence_job({"max_gain": 1.5, "runs": [run]}, tmp_path / "out")
     assert not (tmp_path / "out.md").exists()

@@ -198,6 +198,23 @@ def test_tint_noise_spreads_a_classs_colour(tmp_path):
     assert spread[0] < 2 < 25 < spread[40]
 
 
+def test_images_hold_between_the_fewest_and_most_objects_asked(tmp_path):
+    packed = SyntheticSpec(**{**SPEC.__dict__, "min_objects": 3, "max_objects": 6})
+    generate(packed, tmp_path / "packed")
+    for split in ("train", "val"):
+        document = json.loads((tmp_path / "packed" / f"{split}.json").read_text())
+        per_image = Counter(a["image_id"] for a in document["annotations"])
+        counts = [per_image[image["id"]] for image in document["images"]]
+        assert max(counts) == 6 and min(counts[:-1]) == 3  # the last image takes what is left
+        assert len(document["annotations"]) == sum(counts)
+
+
+@pytest.mark.parametrize("fewest, most", [(0, 4), (5, 4)])
+def test_an_impossible_object_count_is_refused(fewest, most):
+    with pytest.raises(ValueError, match="objects"):
+        SyntheticSpec([[1, 5, 5]], min_objects=fewest, max_objects=most)
+
+
 def test_a_set_records_the_spec_it_was_drawn_from(dataset, tmp_path):
     recorded = json.loads((dataset / "spec.json").read_text())
     assert SyntheticSpec(**recorded) == SPEC
@@ -206,7 +223,7 @@ def test_a_set_records_the_spec_it_was_drawn_from(dataset, tmp_path):
 def test_a_tuning_split_draws_new_instances_by_the_sets_own_spec(dataset, tmp_path):
     noisy = SyntheticSpec(**{**SPEC.__dict__, "styles": 2, "tint_noise": 30.0})
     generate(noisy, tmp_path / "set")
-    tuning_split(tmp_path / "set", tmp_path / "tuning", per_class=3)
+    tuning_split(tmp_path / "set", tmp_path / "tuning", per_class=3, seed=99)
     train, tuning = (
         json.loads(path.read_text())
         for path in (tmp_path / "set" / "train.json", tmp_path / "tuning" / "val.json")

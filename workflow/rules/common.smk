@@ -114,7 +114,8 @@ def training_priority(method):
 
 def training_threads(dataset):
     """The balanced model trains alone (every other training starts from it or waits for
-    the baseline that does), so it may take more threads than the jobs that share the CPU."""
+    the baseline that does), so it may take more threads than the jobs that share the CPU.
+    """
     if dataset == "balanced" and config["pretrain_threads"] is not None:
         return config["pretrain_threads"]
     return config["threads"]
@@ -385,7 +386,8 @@ def tuning_file(dataset, name, seed, which, file):
 
 def trains_again(entry, name):
     """Whether a row is another full schedule of row `name` from its model, as x2 is of the
-    baseline: then the convergence test takes that row's model instead of training one more."""
+    baseline: then the convergence test takes that row's model instead of training one more.
+    """
     keys = ["train", "loss", "loss_options", "sampler", "sampler_options", "schedule"]
     first = METHODS[name]
     return (
@@ -417,7 +419,9 @@ def convergence_entries():
     entries = []
     for run in CONVERGENCE["runs"]:
         dataset, name = run.split("/")
-        if dataset == "longtail" and (name not in METHODS or path_of(METHODS[name]) != "train"):
+        if dataset == "longtail" and (
+            name not in METHODS or path_of(METHODS[name]) != "train"
+        ):
             config_error(f"convergence.runs: {run!r} is not a trained row of `methods`")
         entry = entry_of(dataset, name)
         schedule = entry["schedule"]

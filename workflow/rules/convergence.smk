@@ -65,7 +65,9 @@ use rule infer as infer_tuning with:
 use rule evaluate as evaluate_tuning with:
     input:
         val=f"{EXP}/data/{{dataset}}/tuning/val.json",
-        detections=tuning_file("{dataset}", "{method}", "{seed}", "{which}", "detections.json"),
+        detections=tuning_file(
+            "{dataset}", "{method}", "{seed}", "{which}", "detections.json"
+        ),
         counts=f"{EXP}/counts/{{dataset}}.csv",
     output:
         tuning_file("{dataset}", "{method}", "{seed}", "{which}", "metrics.json"),
@@ -79,7 +81,9 @@ use rule evaluate as evaluate_tuning with:
 
 rule convergence_table:
     input:
-        lambda wc: [e[which] for e in convergence_entries() for which in ("once", "again")],
+        lambda wc: [
+            e[which] for e in convergence_entries() for which in ("once", "again")
+        ],
     output:
         csv=f"{EXP}/tables/convergence.csv",
         md=f"{EXP}/tables/convergence.md",

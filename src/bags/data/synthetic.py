@@ -442,7 +442,7 @@ def synthesize(
     generate(parsed, Path(out), classes)
 
 
-def tuning_split(data: Path | str, out: Path | str, per_class: int = 12, seed: int = 99) -> None:
+def tuning_split(data: Path | str, out: Path | str, per_class: int, seed: int) -> None:
     """``out/val.json`` (and images): ``per_class`` new instances of every class of the set in
     ``data``, drawn by its own spec (``spec.json``; the defaults for a set drawn before specs
     were recorded) with ``seed``, and listing that set's categories, so that APr, APc and APf
