@@ -458,6 +458,32 @@ def test_differences_script_takes_each_seed_against_the_same_seed(tmp_path):
     assert "| a minus b | 2 | +1.5 ± 0.7 | +4.5 ± 0.7 |" in done.stdout
 
 
+def test_spread_script_gives_each_tables_median_and_largest_std(tmp_path):
+    """scripts/spread.py: per metric, the median and largest std over a table's rows."""
+    paths = []
+    for name, stds in {"new": [0.2, 0.4, 1.0], "old": [0.5, 0.5, 2.0]}.items():
+        rows = [
+            {"method": f"m{i}", **{m: 50.0 for m in ("AP", "APr", "APc", "APf")},
+             **{f"{m}_std": std * (k + 1) for k, m in enumerate(("AP", "APr", "APc", "APf"))},
+             "seeds": 3}
+            for i, std in enumerate(stds)
+        ]  # fmt: skip
+        paths.append(tmp_path / f"{name}.csv")
+        pd.DataFrame(rows).to_csv(paths[-1], index=False)
+    script = Path(__file__).parents[1] / "scripts" / "spread.py"
+    done = subprocess.run(
+        [sys.executable, str(script), *map(str, paths)], capture_output=True, text=True, check=True
+    )
+    assert "| AP | median 0.4, largest 1.0 | median 0.5, largest 2.0 |" in done.stdout
+    assert "| APr | median 0.8, largest 2.0 | median 1.0, largest 4.0 |" in done.stdout
+    one_seed = tmp_path / "one.csv"
+    pd.DataFrame([{"method": "m", "AP": 1.0, "seeds": 1}]).to_csv(one_seed, index=False)
+    failed = subprocess.run(
+        [sys.executable, str(script), str(one_seed)], capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "one.csv" in failed.stderr
+
+
 def test_error_kinds_script_splits_a_classes_ap_by_false_positive(tmp_path):
     """scripts/error_kinds.py: AP at an IoU threshold, and its gain per kind of false positive."""
     gt = {
