@@ -23,9 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LVIS_STATS = (
-    Path(__file__).resolve().parents[2] / "shared/data/lvis/lvis_v1_train_category_stats.json"
-)
+LVIS_STATS = Path(__file__).resolve().parents[1] / "data/lvis/lvis_v1_train_category_stats.json"
 NUM_IMAGES = 100_170
 MAX_SECONDS = 60.0
 MAX_RSS_MB = 6 * 1024.0

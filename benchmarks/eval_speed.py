@@ -22,13 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED_LVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lvis"
+LVIS_DATA = Path(__file__).resolve().parents[1] / "data" / "lvis"
 BACKENDS = ("lvis", "faster")
 
 
 def lvis_like_set(num_images: int, dets_per_image: int, seed: int) -> tuple[dict, list[dict]]:
     """The 100 val images replicated to ``num_images`` images, and detections for them."""
-    source = json.loads((SHARED_LVIS / "lvis_v0.5_val_100.json").read_text())
+    source = json.loads((LVIS_DATA / "lvis_v0.5_val_100.json").read_text())
     anns_of: dict[int, list[dict]] = {}
     for ann in source["annotations"]:
         anns_of.setdefault(ann["image_id"], []).append(ann)
@@ -68,7 +68,7 @@ def lvis_like_set(num_images: int, dets_per_image: int, seed: int) -> tuple[dict
 
 
 def instance_counts() -> dict[int, int]:
-    stats = json.loads((SHARED_LVIS / "lvis_v0.5_train_category_stats.json").read_text())
+    stats = json.loads((LVIS_DATA / "lvis_v0.5_train_category_stats.json").read_text())
     return {c["id"]: c["instance_count"] for c in stats["categories"]}
 
 

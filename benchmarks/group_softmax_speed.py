@@ -19,9 +19,7 @@ from torch.utils import benchmark
 from bags.group_softmax import group_softmax_loss, group_softmax_scores
 from bags.groups import assign_groups
 
-LVIS_STATS = (
-    Path(__file__).resolve().parents[2] / "shared/data/lvis/lvis_v0.5_train_category_stats.json"
-)
+LVIS_STATS = Path(__file__).resolve().parents[1] / "data/lvis/lvis_v0.5_train_category_stats.json"
 
 
 def instance_counts(num_classes: int) -> list[int]:

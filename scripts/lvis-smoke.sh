@@ -10,7 +10,7 @@
 # 3. checks the outputs (BAGS logits, metrics of every run, tables, figures, claims).
 #
 # Settings (environment): LVIS_STATS, the folder of lvis_<version>_train_category_stats.json
-# (default ../shared/data/lvis beside the repository); LVIS_MINI, where the mini set is made
+# (default data/lvis in the repository); LVIS_MINI, where the mini set is made
 # (default resources/lvis-mini); SMOKE_DIR, the run's working directory (default
 # results/lvis-smoke/<version>); SMOKE_CORES (default 2); SMOKE_METHODS=all runs the whole
 # methods table (no trimming); SMOKE_CONFIG, one more config file layered last.
@@ -22,7 +22,7 @@ if [[ $version != v0.5 && $version != v1 ]]; then
     exit 2
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
-stats=$(realpath -m "${LVIS_STATS:-$root/../shared/data/lvis}")
+stats=$(realpath -m "${LVIS_STATS:-$root/data/lvis}")
 mini=$(realpath -m "${LVIS_MINI:-$root/resources/lvis-mini}")
 work=$(realpath -m "${SMOKE_DIR:-$root/results/lvis-smoke/$version}")
 cores=${SMOKE_CORES:-2}

@@ -4,14 +4,14 @@ import pytest
 
 from tests.helpers import copy_workflow, snakemake
 
-SHARED_LVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lvis"
+LVIS_DATA = Path(__file__).resolve().parents[1] / "data" / "lvis"
 
 
 @pytest.fixture
-def shared_lvis() -> Path:
-    if not SHARED_LVIS.is_dir():
-        pytest.fail(f"the shared LVIS test data is missing: {SHARED_LVIS}")
-    return SHARED_LVIS
+def lvis_data() -> Path:
+    if not LVIS_DATA.is_dir():
+        pytest.fail(f"the LVIS test data is missing: {LVIS_DATA}")
+    return LVIS_DATA
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def gt_path(shared_lvis: Path) -> Path:
-    return shared_lvis / "lvis_v0.5_val_100.json"
+def gt_path(lvis_data: Path) -> Path:
+    return lvis_data / "lvis_v0.5_val_100.json"
 
 
 @pytest.fixture
@@ -31,8 +31,8 @@ def gt(gt_path: Path) -> dict:
 
 
 @pytest.fixture
-def counts(shared_lvis: Path) -> dict[int, int]:
-    stats = json.loads((shared_lvis / "lvis_v0.5_train_category_stats.json").read_text())
+def counts(lvis_data: Path) -> dict[int, int]:
+    stats = json.loads((lvis_data / "lvis_v0.5_train_category_stats.json").read_text())
     return {c["id"]: c["instance_count"] for c in stats["categories"]}
 
 

@@ -13,13 +13,13 @@ EDGES = (10, 100, 1000)
 
 
 @pytest.fixture
-def val_path(shared_lvis: Path) -> Path:
-    return shared_lvis / "lvis_v0.5_val_100.json"
+def val_path(lvis_data: Path) -> Path:
+    return lvis_data / "lvis_v0.5_val_100.json"
 
 
 @pytest.fixture
-def val_counts(shared_lvis: Path) -> dict[int, int]:
-    stats = json.loads((shared_lvis / "lvis_v0.5_train_category_stats.json").read_text())
+def val_counts(lvis_data: Path) -> dict[int, int]:
+    stats = json.loads((lvis_data / "lvis_v0.5_train_category_stats.json").read_text())
     return {c["id"]: c["instance_count"] for c in stats["categories"]}
 
 

@@ -123,8 +123,8 @@ def test_bad_json(text):
         ("lvis_v1_train_category_stats.json", [200, 412, 334, 257], 1209),
     ],
 )
-def test_real_lvis_statistics(shared_lvis, name, sizes, logits):
-    categories = json.loads((shared_lvis / name).read_text())["categories"]
+def test_real_lvis_statistics(lvis_data, name, sizes, logits):
+    categories = json.loads((lvis_data / name).read_text())["categories"]
     categories.sort(key=lambda c: c["id"])
     groups = assign_groups([c["instance_count"] for c in categories])
     assert groups.sizes == sizes

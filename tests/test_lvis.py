@@ -16,9 +16,9 @@ from bags.evaluation import evaluate
 @pytest.fixture(scope="module")
 def lvis_val(tmp_path_factory):
     """The 100-image LVIS v0.5 val file with blank images written at the listed sizes."""
-    from tests.conftest import SHARED_LVIS
+    from tests.conftest import LVIS_DATA
 
-    annotations = SHARED_LVIS / "lvis_v0.5_val_100.json"
+    annotations = LVIS_DATA / "lvis_v0.5_val_100.json"
     root = tmp_path_factory.mktemp("coco")
     for image in json.loads(annotations.read_text())["images"]:
         folder, name = image["coco_url"].split("/")[-2:]

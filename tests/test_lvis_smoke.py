@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bags.data.lvis_mini import CATEGORIES, LOGITS
-from tests.conftest import SHARED_LVIS
+from tests.conftest import LVIS_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -35,8 +35,8 @@ def kept_methods(version: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory) -> Iterator[Path]:
-    if not SHARED_LVIS.is_dir():
-        pytest.fail(f"the shared LVIS test data is missing: {SHARED_LVIS}")
+    if not LVIS_DATA.is_dir():
+        pytest.fail(f"the LVIS test data is missing: {LVIS_DATA}")
     folder = tmp_path_factory.mktemp("lvis-mini")  # made by the first run, served to both
     yield folder
     shutil.rmtree(folder)
@@ -48,7 +48,7 @@ def test_smoke_run_makes_every_output_of_the_real_config(version, mini, tmp_path
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "LVIS_STATS": str(SHARED_LVIS),
+        "LVIS_STATS": str(LVIS_DATA),
         "LVIS_MINI": str(mini),
         "SMOKE_DIR": str(work),
     }
