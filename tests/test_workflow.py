@@ -245,14 +245,17 @@ def test_snakefmt_check_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def dry_runs_of_the_default_and_layered(tmp_path, *layers):
-    """Dry runs of the default and of ``layers`` over it, which must plan the same jobs."""
+def dry_runs_of_the_default_and_layered(tmp_path, *layerings):
+    """Dry runs of the default and of each layering (config files over it, in order), which
+    must all plan the default's jobs."""
     workdir = copy_workflow(tmp_path)
     default = snakemake(workdir, "--dry-run", "-p").stdout
-    args = ("--configfile", "config.yaml", *layers, "--dry-run", "-p")
-    layered = snakemake(workdir, *args).stdout
-    assert planned_jobs(layered) == planned_jobs(default)
-    return default, layered
+    runs = [default]
+    for layers in layerings:
+        args = ("--configfile", "config.yaml", *layers, "--dry-run", "-p")
+        runs.append(snakemake(workdir, *args).stdout)
+        assert planned_jobs(runs[-1]) == planned_jobs(default)
+    return runs
 
 
 def planned_options(dry_run, subcommand):
@@ -295,7 +298,7 @@ def architectures(dry_run):
 def test_the_default_trains_32_epochs_and_the_large_config_96_with_the_same_rows(tmp_path):
     """Every full training keeps the baseline's schedule; the long-tailed ones decay weights by
     2e-3 in the default, 1e-4 in the large config (the earlier default)."""
-    default, large = dry_runs_of_the_default_and_layered(tmp_path, "configs/large.yaml")
+    default, large = dry_runs_of_the_default_and_layered(tmp_path, ["configs/large.yaml"])
     planned = schedules_planned(default)
     assert planned.pop("balanced/baseline") == (48, (32, 44), 1e-4)
     assert planned.pop("longtail/finetune_tail") == (27, (19,), 2e-3)
@@ -330,18 +333,17 @@ def test_the_default_trains_32_epochs_and_the_large_config_96_with_the_same_rows
 
 
 def test_the_quick_and_distinct_configs_change_the_large_ones_schedules_and_colours(tmp_path):
-    _, large = dry_runs_of_the_default_and_layered(tmp_path / "l", "configs/large.yaml")
-    _, quick = dry_runs_of_the_default_and_layered(
-        tmp_path / "q", "configs/large.yaml", "configs/quick.yaml"
+    _, large, quick, distinct = dry_runs_of_the_default_and_layered(
+        tmp_path,
+        ["configs/large.yaml"],
+        ["configs/large.yaml", "configs/quick.yaml"],
+        ["configs/large.yaml", "configs/distinct.yaml"],
     )
     quick_planned = schedules_planned(quick)
     assert quick_planned.pop("balanced/baseline") == (24, (16, 22), 1e-4)
     assert quick_planned.pop("longtail/finetune_tail") == (20, (14,), 1e-4)
     assert set(quick_planned.values()) == {(24, (16, 22), 1e-4)}
     assert "results/quick/" in quick and "results/large/" not in quick
-    _, distinct = dry_runs_of_the_default_and_layered(
-        tmp_path / "d", "configs/large.yaml", "configs/distinct.yaml"
-    )
     earlier = synthetic_specs(distinct)
     assert (earlier["longtail"]["hues"], earlier["longtail"]["tint_noise"]) == (None, 12)
     assert earlier["balanced"]["tint_noise"] == 12
