@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, one script on a machine with one GPU and the project's requirements installed:
 #   1. the paper recipe's detector (R50-FPN + BAGS) at 1333x800, fp32 and bf16: training and
-#      inference images per second and peak GPU memory (benchmarks/r50_fpn_speed.py), and the
-#      per-class NMS of an LVIS image's detections, both ways (benchmarks/nms_speed.py);
+#      inference images per second and peak GPU memory (benchmarks/r50_fpn_speed.py), with
+#      torchvision's losses and the LVIS configs' side by side, at 2 images per step and at the
+#      configs' 16 on one GPU (r50_fpn_16.json, fp32); and the per-class NMS of an LVIS image's
+#      detections, both ways (benchmarks/nms_speed.py);
 #   2. the default DAG with its training and inference jobs on the GPU (--resources
 #      gpu=JOBS_PER_GPU: that many such jobs share the one GPU, the other jobs on the CPU
 #      cores), as experiment "synthetic_gpu" so that results/synthetic stays as it is. Its wall
@@ -12,7 +14,8 @@
 #
 # DAG_SECONDS (default: no limit) stops the DAG with SIGINT after that long; run the script
 # again to go on where it stopped (trainings resume from their checkpoints) and add the wall
-# clocks. Everything goes to OUT_DIR: r50_fpn.json, nms.txt, dag.log, dag_times.md, dag.txt,
+# clocks. Everything goes to OUT_DIR: r50_fpn.json, r50_fpn_16.json, nms.txt, dag.log,
+# dag_times.md, dag.txt,
 # logs.tar.gz (the jobs' logs and benchmark files) and gpu.yaml (the layer over config.yaml).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [DAG_SECONDS] [JOBS_PER_GPU]}
@@ -31,7 +34,13 @@ echo "CPU cores: $(nproc)"
 
 if [ ! -e "$out/r50_fpn.json" ]; then
     timeout 300 python benchmarks/r50_fpn_speed.py --steps 40 --warmup 10 \
-        --out "$out/r50_fpn.json" || echo "r50_fpn_speed.py failed (status $?)"
+        --losses torchvision reference --out "$out/r50_fpn.json" ||
+        echo "r50_fpn_speed.py failed (status $?)"
+fi
+if [ ! -e "$out/r50_fpn_16.json" ]; then
+    timeout 300 python benchmarks/r50_fpn_speed.py --steps 8 --warmup 3 --train-batch 16 \
+        --amp none --losses torchvision reference --out "$out/r50_fpn_16.json" ||
+        echo "r50_fpn_speed.py (16 images per step) failed (status $?)"
 fi
 
 if [ ! -e "$out/nms.txt" ]; then

@@ -2,6 +2,7 @@
 
     python benchmarks/r50_fpn_speed.py [--device auto] [--amp none bf16] [--size 1333 800]
                                        [--classes 1203] [--train-batch 2] [--infer-batch 1]
+                                       [--losses torchvision reference]
                                        [--steps 20] [--warmup 5] [--out FILE.json]
 
 The script makes an LVIS-format set (JPEG images of --size, LVIS v1's 1,203 categories with a
@@ -15,11 +16,16 @@ model's (on a cluster the loader's processes decode in parallel with it). Figure
 second over --steps batches after --warmup, the peak of memory allocated on the GPU, and the
 share of inference spent after the box head (scores, per-class boxes, NMS over every class): at
 the reference's score threshold, 0.0, all of an image's 1,000 x 1,203 boxes go to NMS.
+``--losses`` times the training step with torchvision's loss settings, the LVIS configs' (the
+reference's: losses over each 2 images, RPN anchors inside the image, box smooth L1 at beta 1),
+or both side by side; the last column is each row's training speed over the first row's of its
+precision.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -33,7 +39,7 @@ from PIL import Image
 from bags.builders import build_detector
 from bags.data.dataset import DetectionDataset
 from bags.detector import to_group_softmax
-from bags.engine.train import AMP_DTYPES, TrainConfig, _step, pick_device
+from bags.engine.train import AMP_DTYPES, TrainConfig, _step, apply_loss_settings, pick_device
 from bags.groups import assign_groups
 
 
@@ -99,9 +105,17 @@ def batches(dataset: DetectionDataset, size: int, count: int) -> list:
     return [list(zip(*samples[i : i + size])) for i in range(0, len(samples), size)]
 
 
-def time_training(model, data, args, amp: str, device: torch.device) -> dict:
+# The training settings of each --losses choice: torchvision's, and the LVIS configs'.
+LOSSES = {
+    "torchvision": {},
+    "reference": {"loss_images": 2, "rpn_allowed_border": 0, "box_loss_beta": 1.0},
+}
+
+
+def time_training(model, data, args, amp: str, losses: str, device: torch.device) -> dict:
     config = TrainConfig(epochs=1, batch_size=args.train_batch, lr=0.02 * args.train_batch / 16,
-                         grad_clip=35.0, amp=amp)  # fmt: skip
+                         grad_clip=35.0, amp=amp, **LOSSES[losses])  # fmt: skip
+    apply_loss_settings(model, config)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=1e-4)
@@ -170,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, default=1203)
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--infer-batch", type=int, default=1)
+    parser.add_argument("--losses", nargs="+", default=["torchvision"], choices=list(LOSSES))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path)
@@ -191,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {"device": name, "torch": torch.__version__, "size": [width, height],
                "classes": args.classes, "train_batch": args.train_batch,
                "infer_batch": args.infer_batch, "steps": args.steps, "rows": []}  # fmt: skip
-    print(f"{'precision':<10}{'train img/s':>12}{'train peak GB':>15}"
-          f"{'infer img/s':>13}{'infer peak GB':>15}{'postprocess':>13}")  # fmt: skip
-    for amp in args.amp:
+    print(f"{'precision':<10}{'losses':<13}{'train img/s':>12}{'train peak GB':>15}"
+          f"{'infer img/s':>13}{'infer peak GB':>15}{'postprocess':>13}"
+          f"{'train ratio':>13}")  # fmt: skip
+    for amp, losses in itertools.product(args.amp, args.losses):
         model = fresh_model(counts, device, min(width, height), max(width, height))
-        train = time_training(model, train_data, args, amp, device)
+        train = time_training(model, train_data, args, amp, losses, device)
         model.zero_grad(set_to_none=True)  # the gradients stay out of inference's peak
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -203,14 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        results["rows"].append({"amp": amp, "train": train, "inference": infer})
+        first = next((r["train"] for r in results["rows"] if r["amp"] == amp), train)
+        train["ratio"] = train["images_per_s"] / first["images_per_s"]
+        results["rows"].append({"amp": amp, "losses": losses, "train": train, "inference": infer})
 
         def gb(value):
             return "-" if value is None else f"{value:.2f}"
 
-        print(f"{amp:<10}{train['images_per_s']:>12.2f}{gb(train['peak_gb']):>15}"
+        print(f"{amp:<10}{losses:<13}{train['images_per_s']:>12.2f}{gb(train['peak_gb']):>15}"
               f"{infer['images_per_s']:>13.2f}{gb(infer['peak_gb']):>15}"
-              f"{infer['postprocess_share']:>13.0%}", flush=True)  # fmt: skip
+              f"{infer['postprocess_share']:>13.0%}{train['ratio']:>13.3f}",
+              flush=True)  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0

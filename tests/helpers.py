@@ -51,6 +51,7 @@ def train_command(
     args = [
         "train", "--annotations", root / "train.json", "--images", root / "images",
         "--counts", counts_file(root), "--on-bad", "stop", "--image-paths", "file_name",
+        "--train-filter", "checked",
         "--arch", json.dumps(arch or TINY_ARCH), "--settings", json.dumps(settings or TINY_TRAIN),
         "--method", json.dumps(method or {}), "--out", out,
         "--epoch-log", Path(out).with_suffix(".csv"), "--work-dir", work, "--threads", 1,

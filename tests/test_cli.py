@@ -25,7 +25,8 @@ BAGS = {"loss": "bags", "last_layer": "fresh"}
 def train_args(d, data, name, settings, method=None, start=None, groups=None):
     return [
         "train", "--annotations", data / "train.json", "--images", data / "images",
-        "--counts", d / "counts.csv", *DATA, "--arch", json.dumps(TINY_ARCH),
+        "--counts", d / "counts.csv", *DATA, "--train-filter", "checked",
+        "--arch", json.dumps(TINY_ARCH),
         "--settings", json.dumps(settings), "--method", json.dumps(method or {}),
         *(["--start", start] if start else []), *(["--groups-file", groups] if groups else []),
         "--out", d / f"{name}.pt", "--epoch-log", d / f"{name}.csv",

@@ -68,15 +68,23 @@ def test_image_path_from_file_name_or_coco_url():
     assert image_path({"coco_url": url}) == "train2017/000000391895.jpg"
 
 
-def test_counts_and_mismatch_warning(tmp_path, caplog):
+def test_counts_stated_where_present_counted_elsewhere(tmp_path, caplog):
     document = json.loads(json.dumps(BASE))
-    document["categories"][0]["instance_count"] = 5
+    document["categories"][0]["instance_count"] = 5  # stated; its image_count is not
     with caplog.at_level(logging.WARNING):
         table = count_instances(write(tmp_path, document))
     assert table.to_dict("records") == [
-        {"category_id": 3, "name": "three", "frequency": "", "instance_count": 1, "image_count": 1}
+        {"category_id": 3, "name": "three", "frequency": "", "instance_count": 5, "image_count": 1}
     ]
-    assert "instance_count 5 != 1" in caplog.text
+    assert "instance_count 5 (counted 1)" in caplog.text
+
+
+def test_a_bad_stated_count_is_refused(tmp_path):
+    document = json.loads(json.dumps(BASE))
+    document["categories"][0]["instance_count"] = -1
+    path = write(tmp_path, document)
+    with pytest.raises(ValueError, match=f"{path}: category 3 has instance_count -1"):
+        count_instances(path)
 
 
 def test_dataset_targets_and_missing_image(tmp_path):

@@ -228,6 +228,31 @@ def test_unknown_config_key_is_one_clear_error(tmp_path):
     assert not (workdir / "results").exists()
 
 
+@pytest.mark.parametrize(
+    ("baseline", "says"),
+    [
+        (
+            "{epochs: 1, batch_size: 8, loss_images: 3}",
+            "schedule 'baseline': batch_size 8 is not a multiple of loss_images 3",
+        ),
+        (
+            "{epochs: 1, batch_size: 8, group_orientation: true}",
+            "cached features, which keep no image orientations",
+        ),
+    ],
+)
+def test_a_loss_setting_that_cannot_apply_is_refused_before_any_job(tmp_path, baseline, says):
+    workdir = copy_workflow(tmp_path)
+    config = (workdir / "configs" / "test.yaml").read_text()
+    old = "  baseline: {epochs: 1, batch_size: 8, lr: 0.02, warmup_iters: 2}"
+    assert old in config
+    (workdir / "bad.yaml").write_text(config.replace(old, f"  baseline: {baseline}"))
+    result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert says in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+
+
 def test_lint_has_no_findings():
     result = snakemake(ROOT, "--lint", check=False)
     output = result.stdout + result.stderr
@@ -330,6 +355,15 @@ def test_the_default_trains_32_epochs_and_the_large_config_96_with_the_same_rows
         assert specs[dataset]["tint_noise"] == earlier[dataset]["tint_noise"] == 30
     assert (specs["longtail"]["hues"], earlier["longtail"]["hues"]) == (12, 12)
     assert "results/large/" in large and "results/synthetic/" not in large
+    # The synthetic sets train with torchvision's losses on every image: one loss call per
+    # batch, anchors anywhere, smooth L1 beta 1/9, the data read as checked.
+    for options in planned_options(default, "train"):
+        settings = json.loads(options["--settings"])
+        assert settings.get("loss_images") is None
+        assert not settings.get("group_orientation", False)
+        assert settings.get("rpn_allowed_border") is None
+        assert settings.get("box_loss_beta", 1 / 9) == 1 / 9
+        assert options["--train-filter"] == "checked"
 
 
 def test_the_quick_and_distinct_configs_change_the_large_ones_schedules_and_colours(tmp_path):
@@ -376,6 +410,21 @@ def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
     assert "--start results/" in result.stdout  # the baseline starts from the COCO model
     assert "--image-paths coco_url" in result.stdout
     assert "image_size" not in result.stdout  # the default config is not merged in
+    # Every training as the reference's GPUs train: 2 images per loss call, batches of one
+    # orientation, RPN anchors inside the image, smooth L1 beta 1, its reading of the data.
+    reference = {
+        "loss_images": 2,
+        "group_orientation": True,
+        "rpn_allowed_border": 0,
+        "box_loss_beta": 1.0,
+    }
+    runs = set()
+    for options in planned_options(result.stdout, "train"):
+        settings = json.loads(options["--settings"])
+        assert {k: settings[k] for k in reference} == reference
+        assert options["--train-filter"] == "reference"
+        runs.add(options["--out"].split("/runs/")[1].rsplit("/", 2)[0])
+    assert {"longtail/baseline", "longtail/bags", "longtail/finetune_tail"} <= runs
 
 
 def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):

@@ -17,6 +17,8 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_p
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import boxes as box_ops
 
+from bags.loss_scope import chunk_ranges, mean_over_chunks
+
 BELOW, BETWEEN = -1, -2  # torchvision's Matcher codes: below the low threshold, between the two
 
 
@@ -96,7 +98,17 @@ def _picked(mask: Tensor, picks: list[Tensor]) -> Tensor:
 
 
 class BatchedRPN(RegionProposalNetwork):
-    """torchvision's RPN with batched anchor matching, sampling and proposal filtering."""
+    """torchvision's RPN with batched anchor matching, sampling and proposal filtering.
+
+    Training settings (``bags.engine.train.apply_loss_settings`` sets them): ``loss_images``,
+    the images per loss call (``bags.loss_scope``); ``allowed_border``, None to train on every
+    anchor (torchvision), or how far in pixels an anchor may reach outside its image's real
+    size (before padding) and still be a positive or negative (mmdetection's
+    ``allowed_border``; the reference's 0 keeps the anchors inside the image).
+    """
+
+    loss_images: int | None = None
+    allowed_border: float | None = None
 
     @classmethod
     def from_rpn(cls, rpn: RegionProposalNetwork) -> BatchedRPN:
@@ -142,36 +154,57 @@ class BatchedRPN(RegionProposalNetwork):
         if targets is None:
             raise ValueError("targets should not be None")
         anchors = torch.stack(anchors)
+        usable = None
+        if self.allowed_border is not None:
+            usable = anchors_inside(anchors, images.image_sizes, self.allowed_border)
         gt, gt_valid = pad([t["boxes"] for t in targets])
         matches = match(
             box_iou(gt, anchors),
             gt_valid,
-            None,
+            usable,
             self.proposal_matcher.high_threshold,
             self.proposal_matcher.low_threshold,
             self.proposal_matcher.allow_low_quality_matches,
         )
         labels = (matches >= 0).float().masked_fill(matches == BETWEEN, -1.0)
+        if usable is not None:
+            labels = labels.masked_fill(~usable, -1.0)  # neither positive nor negative
         matched = gt.gather(1, matches.clamp(min=0)[..., None].expand(-1, -1, 4))
         regression_targets = self.box_coder.encode_single(
             matched.flatten(0, 1), anchors.flatten(0, 1)
-        )
+        ).view_as(anchors)
         sampler = self.fg_bg_sampler
         positive, negative = sample_fg_bg(
             labels, sampler.batch_size_per_image, sampler.positive_fraction
         )
-        positive = torch.where(positive.flatten())[0]
-        sampled = torch.cat([positive, torch.where(negative.flatten())[0]])
-        box_loss = (
-            torch.nn.functional.smooth_l1_loss(
-                deltas[positive], regression_targets[positive], beta=1 / 9, reduction="sum"
+        objectness = objectness.view(labels.shape)
+        deltas = deltas.view(anchors.shape)
+
+        def losses(chunk: slice) -> dict[str, Tensor]:
+            pos, sampled = positive[chunk], positive[chunk] | negative[chunk]
+            box_loss = torch.nn.functional.smooth_l1_loss(
+                deltas[chunk][pos], regression_targets[chunk][pos], beta=1 / 9, reduction="sum"
+            ) / max(int(sampled.sum()), 1)
+            objectness_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                objectness[chunk][sampled], labels[chunk][sampled]
             )
-            / sampled.numel()
-        )
-        objectness_loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            objectness.flatten()[sampled], labels.flatten()[sampled]
-        )
-        return boxes, {"loss_objectness": objectness_loss, "loss_rpn_box_reg": box_loss}
+            return {"loss_objectness": objectness_loss, "loss_rpn_box_reg": box_loss}
+
+        ranges = chunk_ranges([1] * len(anchors), self.loss_images)  # a row per image
+        return boxes, mean_over_chunks(losses, ranges)
+
+
+def anchors_inside(anchors: Tensor, image_sizes: list[tuple[int, int]], border: float) -> Tensor:
+    """(B, A) which anchors lie within ``border`` pixels of their image's real (unpadded) size,
+    as mmdetection's ``anchor_inside_flags``: x1, y1 >= -border; x2 < width + border and
+    y2 < height + border."""
+    heights, widths = torch.tensor(image_sizes, dtype=anchors.dtype, device=anchors.device).T
+    return (
+        (anchors[..., 0] >= -border)
+        & (anchors[..., 1] >= -border)
+        & (anchors[..., 2] < widths[:, None] + border)
+        & (anchors[..., 3] < heights[:, None] + border)
+    )
 
 
 def _clip(boxes: Tensor, image_shapes: list[tuple[int, int]]) -> Tensor:

@@ -81,6 +81,20 @@ def small_faster_rcnn(
     return model
 
 
+class FrozenStatisticsBatchNorm2d(FrozenBatchNorm2d):
+    """Batch norm whose statistics stay as loaded and whose scale and shift train: the
+    reference's ResNet (mmdetection's ``norm_eval=True`` with ``requires_grad=True``). eps 0,
+    as torchvision builds its COCO-trained Faster R-CNN (``overwrite_eps(model, 0.0)``): those
+    weights were trained with it. The state dict is ``FrozenBatchNorm2d``'s, key for key."""
+
+    def __init__(self, num_features: int, eps: float = 0.0) -> None:
+        super().__init__(num_features, eps)
+        weight, bias = self.weight, self.bias
+        del self.weight, self.bias  # buffers in FrozenBatchNorm2d
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+
+
 def r50_fpn_faster_rcnn(
     num_classes: int,
     min_size: int = 800,
@@ -94,9 +108,10 @@ def r50_fpn_faster_rcnn(
     """torchvision's Faster R-CNN R50-FPN, optionally initialised from its COCO-trained weights
     (a local file), with a new (C + 1)-way box predictor as the reference recipe does."""
     train_proposals, test_proposals = rpn_proposals
-    # As torchvision builds it around COCO weights: frozen batch norm, stem and layer1 frozen
-    # (the reference's frozen_stages=1), so the COCO checkpoint loads key for key.
-    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    # As torchvision builds it around COCO weights, so that the checkpoint loads key for key:
+    # stem and layer1 frozen (the reference's frozen_stages=1, their norms' scale and shift
+    # too), the batch norms' statistics frozen with eps 0.
+    body = resnet50(weights=None, norm_layer=FrozenStatisticsBatchNorm2d)
     model = FasterRCNN(
         _resnet_fpn_extractor(body, trainable_layers=3),
         num_classes=91,

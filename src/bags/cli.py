@@ -126,6 +126,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--epoch-log": PATH,
             "--work-dir": PATH,
             "--device": {"default": "auto", "help": "auto (GPU if there is one), cpu, cuda"},
+            "--train-filter": {"choices": ["checked", "reference"], "required": True},
             **DATA,
         },
     ),
@@ -296,7 +297,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
     ),
 }
 THREADED = {"train", "cache", "head", "posthoc", "infer"}
-DATA_OPTIONS = ("on_bad", "image_paths")
+DATA_OPTIONS = ("on_bad", "image_paths", "train_filter")
 
 
 def build_parser() -> argparse.ArgumentParser:

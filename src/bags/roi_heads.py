@@ -10,17 +10,23 @@ from torchvision.ops import boxes as box_ops
 
 from bags.batched import select_training_samples
 from bags.classifiers import RoIFeatures, SoftmaxClassifier
+from bags.loss_scope import chunk_ranges, mean_over_chunks
 
 Detections = list[dict[str, torch.Tensor]]
+TORCHVISION_BOX_BETA = 1 / 9  # torchvision's smooth L1 beta in the box head; mmdetection's is 1.0
 
 
 def box_regression_loss(
-    box_regression: torch.Tensor, labels: torch.Tensor, regression_targets: torch.Tensor
+    box_regression: torch.Tensor,
+    labels: torch.Tensor,
+    regression_targets: torch.Tensor,
+    beta: float,
 ) -> torch.Tensor:
-    """Class-specific smooth L1 on positive RoIs, as torchvision's ``fastrcnn_loss`` computes it."""
+    """Class-specific smooth L1 on positive RoIs, summed and divided by the number of RoIs, as
+    torchvision's ``fastrcnn_loss`` and mmdetection's box head compute it."""
     positive = torch.where(labels > 0)[0]
     deltas = box_regression.reshape(box_regression.shape[0], -1, 4)[positive, labels[positive]]
-    loss = F.smooth_l1_loss(deltas, regression_targets[positive], beta=1 / 9, reduction="sum")
+    loss = F.smooth_l1_loss(deltas, regression_targets[positive], beta=beta, reduction="sum")
     return loss / max(labels.numel(), 1)
 
 
@@ -82,11 +88,17 @@ def mlp_features(head: TwoMLPHead, pooled: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 class LongTailRoIHeads(RoIHeads):
-    """Box-only RoI heads with a pluggable classification rule (no mask or keypoint branch)."""
+    """Box-only RoI heads with a pluggable classification rule (no mask or keypoint branch).
+
+    Training settings (``bags.engine.train.apply_loss_settings`` sets them): ``loss_images``,
+    the images per loss call (``bags.loss_scope``); ``box_loss_beta``, the box loss's beta.
+    """
 
     def __init__(self, classifier: SoftmaxClassifier, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.classifier = classifier
+        self.loss_images: int | None = None
+        self.box_loss_beta = TORCHVISION_BOX_BETA
 
     @classmethod
     def from_roi_heads(
@@ -115,6 +127,8 @@ class LongTailRoIHeads(RoIHeads):
             nms_thresh=heads.nms_thresh,
             detections_per_img=detections_per_img,
         )
+        new.loss_images = getattr(heads, "loss_images", None)
+        new.box_loss_beta = getattr(heads, "box_loss_beta", TORCHVISION_BOX_BETA)
         return new
 
     def forward(self, features, proposals, image_shapes, targets=None):  # type: ignore[override]
@@ -129,14 +143,18 @@ class LongTailRoIHeads(RoIHeads):
         before_relu, box_features = mlp_features(self.box_head, pooled)
         class_logits, box_regression = self.box_predictor(box_features)
         if self.training:
-            labels = torch.cat(labels)
-            losses = {
-                "loss_classifier": self.classifier.loss(class_logits, labels),
-                "loss_box_reg": box_regression_loss(
-                    box_regression, labels, torch.cat(regression_targets)
-                ),
-            }
-            return [], losses
+            ranges = chunk_ranges([len(x) for x in labels], self.loss_images)
+            labels, targets = torch.cat(labels), torch.cat(regression_targets)
+
+            def losses(rows: slice) -> dict[str, torch.Tensor]:
+                return {
+                    "loss_classifier": self.classifier.loss(class_logits[rows], labels[rows]),
+                    "loss_box_reg": box_regression_loss(
+                        box_regression[rows], labels[rows], targets[rows], self.box_loss_beta
+                    ),
+                }
+
+            return [], mean_over_chunks(losses, ranges)
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes, RoIFeatures(pooled, before_relu)
         )

@@ -41,6 +41,12 @@ def settings_of(entry):
         config_error(
             f"schedule {schedule!r} with the method's settings: {error.message}"
         )
+    images = settings.get("loss_images")
+    if images and settings.get("batch_size", images) % images:
+        config_error(
+            f"schedule {schedule!r}: batch_size {settings['batch_size']} is not a multiple "
+            f"of loss_images {images}"
+        )
     return {**settings, "trainable": entry["train"]}
 
 
@@ -91,6 +97,11 @@ for _name, _entry in METHODS.items():
             )
     if _entry["loss"] == "bags":
         check_edges(groups_of(_entry)["edges"], f"method {_name}")
+    if path_of(_entry) == "head" and settings_of(_entry).get("group_orientation"):
+        config_error(
+            f"method {_name}: its last layer trains on cached features, which keep no image "
+            "orientations: set group_orientation: false in its schedule, or feature_cache: false"
+        )
     if path_of(_entry) != "posthoc":
         settings_of(_entry)
 check_edges(config["groups"]["edges"], "groups")
@@ -206,6 +217,11 @@ def image_paths(dataset):
     return (
         "coco_url" if config["datasets"][dataset]["source"] == "lvis" else "file_name"
     )
+
+
+def train_filter(dataset):
+    """How a training set is read: `checked` (every image, boxes checked) or `reference`."""
+    return source_settings(dataset).get("train_filter", "checked")
 
 
 def data_options(wildcards):

@@ -35,10 +35,11 @@ rule train:
         start=lambda wc, input: ["--start", input.start] if input.start else [],
         groups=lambda wc, input: ["--groups-file", input.groups] if input.groups else [],
         data=data_options,
+        train_filter=lambda wc: train_filter(wc.dataset),
         launcher=launcher(),
     shell:
         "{params.launcher} train --annotations {input.train:q} --images {input.images:q} "
-        "--counts {input.counts:q} {params.data:q} --arch {params.arch:q} {params.start:q} "
+        "--counts {input.counts:q} {params.data:q} --train-filter {params.train_filter:q} --arch {params.arch:q} {params.start:q} "
         "{params.groups:q} --settings {params.settings:q} --method {params.method:q} "
         "--out {output.model:q} --epoch-log {output.log:q} --work-dir {params.work_dir:q} "
         "--threads {threads} 2> {log:q}"

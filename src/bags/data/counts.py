@@ -1,4 +1,5 @@
-"""Per-category training instance and image counts, counted from the annotations."""
+"""Per-category training instance and image counts: the file's own where it states them (LVIS's
+category records), else counted from the annotations."""
 
 from __future__ import annotations
 
@@ -12,35 +13,45 @@ from bags.data.annotations import load_annotations
 from bags.io import atomic_path
 
 log = logging.getLogger(__name__)
+COUNT_FIELDS = ("instance_count", "image_count")
 
 
 def count_instances(annotation_file: Path | str, on_bad: str = "stop") -> pd.DataFrame:
     """One row per category (ascending id): ``category_id, name, frequency, instance_count,
-    image_count``. Where the file has count fields that disagree with the boxes, warn."""
+    image_count``. A count the category record states is taken as it is, as the reference makes
+    its groups from LVIS's ``instance_count``; a count it lacks is counted from the boxes.
+    Stated counts that disagree with the boxes are reported in one warning."""
     data = load_annotations(annotation_file, on_bad, keep_segmentation=False)
-    instances = Counter(a["category_id"] for a in data["annotations"])
-    images = Counter(
-        cid for cid, _ in {(a["category_id"], a["image_id"]) for a in data["annotations"]}
-    )
+    counted = {
+        "instance_count": Counter(a["category_id"] for a in data["annotations"]),
+        "image_count": Counter(
+            cid for cid, _ in {(a["category_id"], a["image_id"]) for a in data["annotations"]}
+        ),
+    }
     rows = []
     mismatched = []
     for category in sorted(data["categories"], key=lambda c: c["id"]):
         cid = category["id"]
-        row = {
-            "category_id": cid,
-            "name": category.get("name", str(cid)),
-            "frequency": category.get("frequency", ""),
-            "instance_count": instances[cid],
-            "image_count": images[cid],
-        }
-        for field in ("instance_count", "image_count"):
-            if field in category and category[field] != row[field]:
-                mismatched.append(f"{row['name']} {field} {category[field]} != {row[field]}")
+        name = category.get("name", str(cid))
+        row = {"category_id": cid, "name": name, "frequency": category.get("frequency", "")}
+        for field in COUNT_FIELDS:
+            boxes = counted[field][cid]
+            stated = category.get(field)
+            if stated is None:
+                row[field] = boxes
+                continue
+            if not isinstance(stated, int) or isinstance(stated, bool) or stated < 0:
+                raise ValueError(
+                    f"{annotation_file}: category {cid} has {field} {stated!r}, not an integer >= 0"
+                )
+            if stated != boxes:
+                mismatched.append(f"{name} {field} {stated} (counted {boxes})")
+            row[field] = stated
         rows.append(row)
     if mismatched:
         log.warning(
-            "%s: %d count field(s) disagree with the boxes counted, e.g. %s; using the counted "
-            "values",
+            "%s: %d stated count(s) differ from the boxes counted, e.g. %s; using the stated "
+            "counts",
             annotation_file,
             len(mismatched),
             "; ".join(mismatched[:3]),

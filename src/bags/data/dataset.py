@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 DECODED_BYTES = 512 << 20  # a set whose decoded images fit in this keeps them in memory
 
 
+TRAIN_FILTERS = ("checked", "reference")
+REFERENCE_MIN_SIDE = 32  # mmdetection v1 trains on no image with a side shorter than this
+
+
 class DetectionDataset(Dataset):
     """Images as float tensors in [0, 1]; targets with xyxy ``boxes`` and contiguous ``labels``.
 
@@ -26,6 +30,12 @@ class DetectionDataset(Dataset):
     annotations give, not cut short): a bad one is reported at construction, by path and id,
     or, with ``on_bad="skip"``, dropped and counted (so are bad annotations, see
     ``load_annotations``). ``image_paths``: ``file_name`` or ``coco_url`` (see ``image_path``).
+
+    ``train_filter``: ``checked`` keeps every image and refuses (or skips) a box outside its
+    image; ``reference`` reads a training set as the reference's mmdetection v1 does: boxes
+    that reach outside the image kept and clipped to it, boxes narrower or shorter than 1 pixel
+    (or of area 0) dropped, and images left without boxes or with a side under 32 pixels
+    dropped.
     """
 
     def __init__(
@@ -35,12 +45,20 @@ class DetectionDataset(Dataset):
         hflip: bool = False,
         on_bad: str = "stop",
         image_paths: str = "file_name",
+        train_filter: str = "checked",
     ):
+        if train_filter not in TRAIN_FILTERS:
+            raise ValueError(f"train_filter must be one of {TRAIN_FILTERS}, got {train_filter!r}")
         self.annotation_file = Path(annotation_file)
         self.image_root = Path(image_root)
         self.hflip = hflip
         self.flip_seed = (0, 0)
-        data = load_annotations(self.annotation_file, on_bad, keep_segmentation=False)
+        reference = train_filter == "reference"
+        data = load_annotations(
+            self.annotation_file, on_bad, keep_segmentation=False, keep_outside=reference
+        )
+        if reference:
+            data = reference_training_set(data, self.annotation_file)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.label_of = contiguous_ids(data)
         self.category_of = {k: cid for cid, k in self.label_of.items()}
@@ -50,6 +68,7 @@ class DetectionDataset(Dataset):
         # Only what loading needs, as compact arrays (loading processes get copies of it).
         self.image_ids: list[int] = []
         self.paths: list[str] = []
+        self.landscape: list[bool] = []  # wider than tall, as mmdetection's group flag
         self.targets: list[tuple[torch.Tensor, torch.Tensor]] = []
         skipped: Counter[str] = Counter()
         for image in data["images"]:
@@ -67,6 +86,7 @@ class DetectionDataset(Dataset):
                 continue
             self.image_ids.append(image["id"])
             self.paths.append(relative)
+            self.landscape.append(image["width"] > image["height"])
             self.targets.append(self._target(per_image.get(image["id"], [])))
         for reason, count in skipped.most_common():
             log.warning("%s: skipped %d %s image(s)", self.annotation_file, count, reason)
@@ -119,6 +139,42 @@ class DetectionDataset(Dataset):
             boxes[:, [0, 2]] = pixels.shape[-1] - boxes[:, [2, 0]]
         target = {"boxes": boxes, "labels": labels, "image_id": torch.tensor(self.image_ids[index])}
         return pixels, target
+
+
+def reference_training_set(data: dict, source: Path) -> dict:
+    """``data`` as the reference trains on it (see ``DetectionDataset``): boxes clipped to their
+    image, tiny boxes dropped, then images without boxes or too small dropped."""
+    sizes = {image["id"]: (image["width"], image["height"]) for image in data["images"]}
+    kept, tiny, outside = [], 0, 0
+    for annotation in data["annotations"]:
+        x, y, w, h = annotation["bbox"]
+        area = annotation.get("area", w * h)
+        if w < 1 or h < 1 or not (isinstance(area, int | float) and area > 0):
+            tiny += 1
+            continue
+        width, height = sizes[annotation["image_id"]]
+        x1, y1 = min(max(x, 0), width), min(max(y, 0), height)
+        x2, y2 = min(max(x + w, 0), width), min(max(y + h, 0), height)
+        if x2 <= x1 or y2 <= y1:  # wholly outside its image: nothing left to train on
+            outside += 1
+            continue
+        kept.append({**annotation, "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    with_boxes = {a["image_id"] for a in kept}
+    images = [
+        image
+        for image in data["images"]
+        if image["id"] in with_boxes and min(image["width"], image["height"]) >= REFERENCE_MIN_SIDE
+    ]
+    log.info(
+        "%s: as the reference trains: %d box(es) under 1 pixel and %d wholly outside their "
+        "image dropped, %d image(s) without boxes or under %d pixels dropped",
+        source,
+        tiny,
+        outside,
+        len(data["images"]) - len(images),
+        REFERENCE_MIN_SIDE,
+    )
+    return {**data, "images": images, "annotations": kept}
 
 
 def collate(batch):

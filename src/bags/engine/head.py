@@ -21,6 +21,7 @@ from bags.engine.infer import image_results
 from bags.engine.model_files import load_model, make_detector, save_model, write_norms
 from bags.engine.train import TrainConfig, make_scheduler, method_classifier, training_plan
 from bags.io import atomic_path
+from bags.loss_scope import chunk_ranges
 from bags.methods import EpochImages, MethodSpec, TrainingStats
 
 
@@ -37,6 +38,8 @@ def fit_layer(
     (the detector's ``fg_bg_sampler``). Returns one log row per epoch."""
     if config.hflip:
         raise ValueError("cached features hold unflipped images: set hflip: false")
+    if config.group_orientation:
+        raise ValueError("cached features keep no image orientations: set group_orientation: false")
     optimizer = torch.optim.SGD(
         layer.parameters(),
         lr=config.scaled_lr(),
@@ -55,7 +58,9 @@ def fit_layer(
             chosen = [torch.where(p | n)[0] for p, n in zip(positive, negative)]
             features = torch.cat([cache.features[i][c] for i, c in zip(batch, chosen)])
             targets = torch.cat([lab[c] for lab, c in zip(labels, chosen)])
-            loss = classifier.loss(layer(features), targets)
+            logits = layer(features)
+            ranges = chunk_ranges([len(c) for c in chosen], config.loss_images)
+            loss = torch.stack([classifier.loss(logits[r], targets[r]) for r in ranges]).mean()
             if not torch.isfinite(loss):
                 raise ValueError(f"the training loss became {loss.item()}; lower the lr")
             optimizer.zero_grad(set_to_none=True)

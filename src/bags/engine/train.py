@@ -37,6 +37,7 @@ from bags.engine.model_files import load_model, make_detector, save_model
 from bags.groups import read_groups_file
 from bags.io import atomic_path
 from bags.methods import EpochImages, MethodSpec, TrainingStats
+from bags.roi_heads import TORCHVISION_BOX_BETA
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,11 @@ class TrainConfig:
     seed: int = 0
     keep_checkpoints: int = 2
     grad_clip: float | None = None  # largest total gradient norm (the reference: 35); None: off
+    # Images per loss call (bags.loss_scope): the reference's images per GPU; None: the batch.
+    loss_images: int | None = None
+    group_orientation: bool = False  # a batch's images all landscape or all portrait
+    rpn_allowed_border: float | None = None  # None: every anchor trains the RPN; 0: inside only
+    box_loss_beta: float = TORCHVISION_BOX_BETA  # the box head's smooth L1 beta
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in checkpoints, not used
 
     def __post_init__(self) -> None:
@@ -124,6 +130,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_real(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
 def _check_settings(config: TrainConfig) -> None:
     """One clear error for a setting of the wrong kind or out of range."""
 
@@ -157,8 +167,21 @@ def _check_settings(config: TrainConfig) -> None:
         and config.grad_clip > 0
     ):
         raise fail("grad_clip", "a number > 0, or null")
-    if not isinstance(config.hflip, bool):
-        raise fail("hflip", "true or false")
+    for key in ("hflip", "group_orientation"):
+        if not isinstance(getattr(config, key), bool):
+            raise fail(key, "true or false")
+    if config.loss_images is not None and not (
+        _is_int(config.loss_images) and config.loss_images >= 1
+    ):
+        raise fail("loss_images", "an integer >= 1, or null")
+    if config.batch_size % (config.loss_images or 1):
+        raise fail("batch_size", f"a multiple of loss_images ({config.loss_images})")
+    border = config.rpn_allowed_border
+    if border is not None and not (_is_real(border) and math.isfinite(border) and border >= 0):
+        raise fail("rpn_allowed_border", "a number >= 0, or null")
+    beta = config.box_loss_beta
+    if not (_is_real(beta) and math.isfinite(beta) and beta > 0):
+        raise fail("box_loss_beta", "a number > 0")
     if not isinstance(config.extra, dict):
         raise fail("extra", "an object")
 
@@ -195,16 +218,32 @@ def _set_mode(model: FasterRCNN, trainable: str) -> None:
 
 
 def epoch_batches(
-    images: int | list[int], batch_size: int, seed: int, epoch: int
+    images: int | list[int],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    landscape: list[bool] | None = None,
 ) -> list[list[int]]:
     """The global batches of one epoch over ``images`` (a count, or the indices a sampler
     chose): a permutation fixed by (seed, epoch), the last batch filled up from the start so
-    that every batch splits evenly among processes."""
+    that every batch splits evenly among processes.
+
+    ``landscape`` (per dataset index) groups the batches by orientation, as mmdetection's
+    ``GroupSampler`` does: landscape and portrait images are permuted apart, each kind filled up
+    to whole batches from its own start, and the batches put in a random order."""
     indices = list(range(images)) if isinstance(images, int) else images
-    size = len(indices)
-    if size == 0:
+    if not indices:
         raise ValueError("an epoch without images: the sampler chose none")
     generator = torch.Generator().manual_seed(hash((seed, epoch)))
+    if landscape is None:
+        return _batches(indices, batch_size, generator)
+    kinds = [[i for i in indices if landscape[i] == kind] for kind in (False, True)]
+    batches = [b for kind in kinds if kind for b in _batches(kind, batch_size, generator)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _batches(indices: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    size = len(indices)
     order = [indices[i] for i in torch.randperm(size, generator=generator).tolist()]
     filled = math.ceil(size / batch_size) * batch_size
     padded = (order * math.ceil(filled / size))[:filled]
@@ -212,15 +251,22 @@ def epoch_batches(
 
 
 def training_plan(
-    size: int, config: TrainConfig, epoch_images: EpochImages = None
+    size: int,
+    config: TrainConfig,
+    epoch_images: EpochImages = None,
+    landscape: list[bool] | None = None,
 ) -> list[list[list[int]]]:
-    """Every epoch's global batches; ``epoch_images`` (a method's sampler) picks the images."""
+    """Every epoch's global batches; ``epoch_images`` (a method's sampler) picks the images;
+    with ``config.group_orientation``, ``landscape`` (per image) groups them by orientation."""
+    if config.group_orientation and landscape is None:
+        raise ValueError("group_orientation needs each image's orientation")
     return [
         epoch_batches(
             size if epoch_images is None else epoch_images(config.seed, epoch),
             config.batch_size,
             config.seed,
             epoch,
+            landscape if config.group_orientation else None,
         )
         for epoch in range(config.epochs)
     ]
@@ -279,17 +325,28 @@ def train(
     images (a method's sampler); by default every image once.
     """
     workers = start_workers(device or torch.device("cpu"))
-    plan = training_plan(len(dataset), config, epoch_images)
+    plan = training_plan(len(dataset), config, epoch_images, dataset.landscape)
+    apply_loss_settings(model, config)
     try:
         _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan)
     finally:
         stop_workers(workers)
 
 
+def apply_loss_settings(model: FasterRCNN, config: TrainConfig) -> None:
+    """The settings of how the training losses are computed, on the RPN and the RoI heads."""
+    model.rpn.loss_images = config.loss_images
+    model.rpn.allowed_border = config.rpn_allowed_border
+    model.roi_heads.loss_images = config.loss_images
+    model.roi_heads.box_loss_beta = config.box_loss_beta
+
+
 def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan) -> None:
-    if config.batch_size % workers.world_size:
+    share = config.batch_size // workers.world_size
+    if config.batch_size % workers.world_size or share % (config.loss_images or 1):
         raise ValueError(
             f"batch_size {config.batch_size} must divide among {workers.world_size} processes"
+            f" into shares of whole chunks of loss_images ({config.loss_images})"
         )
     run = _Run(model, config, meta, work_dir, workers, plan)
     stop = StopRequest()
