@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from bags.cli import main
+from bags.data.synthetic import SyntheticSpec, generate
 from bags.engine.train import TrainConfig, lr_factor, resolve_amp
 from tests.helpers import (
+    TINY_SPEC,
     TINY_TRAIN,
     counting_steps,
     make_tiny_dataset,
@@ -85,6 +87,30 @@ def test_a_finished_run_of_another_config_gives_way_to_a_fresh_one(tmp_path, cap
     fresh = torch.load(tmp_path / "fresh.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(fresh[k], b[k]) for k in fresh)
+
+
+def test_a_checkpoint_of_other_data_is_never_resumed(tmp_path, caplog):
+    """The training data changed between two runs in one work dir (as when a config's data
+    seed changes and Snakemake reruns the job), the settings did not: the run trains on the
+    new data from the start, whether the old run had finished or was interrupted, and ends as
+    a run in an empty folder does."""
+    old = make_tiny_dataset(tmp_path / "old")
+    new = tmp_path / "new"
+    generate(SyntheticSpec(**{**TINY_SPEC, "seed": TINY_SPEC["seed"] + 1}), new)
+    assert train(new, tmp_path / "fresh.pt", tmp_path / "ck_fresh") == 0
+    fresh = torch.load(tmp_path / "fresh.pt", weights_only=True)["state_dict"]
+    for interrupted in (False, True):
+        work = tmp_path / f"ck_{interrupted}"
+        assert train(old, tmp_path / "old.pt", work) == 0
+        if interrupted:  # as if killed during epoch 2: only the epoch-1 checkpoint is left
+            max(work.glob("step_*.pt")).unlink()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert train(new, tmp_path / "new.pt", work) == 0
+        assert "differs in data), trained on other data, discarded" in caplog.text
+        assert resumed_from(caplog.text) == []
+        b = torch.load(tmp_path / "new.pt", weights_only=True)["state_dict"]
+        assert all(torch.equal(fresh[k], b[k]) for k in fresh)
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

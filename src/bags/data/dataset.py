@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 from collections import Counter, defaultdict
@@ -118,6 +120,19 @@ class DetectionDataset(Dataset):
         if self.decoded is not None:
             self.decoded[index] = pixels
         return pixels
+
+    def digest(self) -> str:
+        """What the set trains on: each kept image's id, path and file size, and its boxes and
+        labels as read (after filtering). Another annotation file, filter or image set gives
+        another digest."""
+        digest = hashlib.sha256()
+        for image_id, path, (boxes, labels) in zip(self.image_ids, self.paths, self.targets):
+            size = (self.image_root / path).stat().st_size
+            digest.update(f"{image_id}\0{path}\0{size}\0".encode())
+            digest.update(boxes.numpy().tobytes())
+            digest.update(labels.numpy().tobytes())
+        digest.update(json.dumps(self.label_of, sort_keys=True).encode())
+        return digest.hexdigest()
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         """Horizontal flips are a function of (seed, epoch, image), in any loading process."""

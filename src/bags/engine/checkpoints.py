@@ -48,9 +48,12 @@ class OtherRun(ValueError):
     """A checkpoint made with other settings or other code. ``finished``: its run had ended
     (every epoch done), so nothing of it is left to resume."""
 
-    def __init__(self, path: Path, reason: str, finished: bool, hint: str = "") -> None:
+    def __init__(
+        self, path: Path, reason: str, finished: bool, hint: str = "", changed: tuple = ()
+    ) -> None:
         super().__init__(f"{path}: {reason}; delete {path.parent} to start over{hint}")
         self.path, self.reason, self.finished = path, reason, finished
+        self.changed = changed  # the tags that differ
 
 
 def finished_run(state: dict[str, Any]) -> bool:
@@ -81,7 +84,7 @@ def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[
             != json.dumps(settings.get(key), sort_keys=True, default=str)
         )
         reason = f"made with another configuration (differs in {', '.join(changed)})"
-        raise OtherRun(path, reason, finished_run(state))
+        raise OtherRun(path, reason, finished_run(state), changed=tuple(changed))
     if state.get("code_version") != version:
         reason = f"made with code version {state.get('code_version')}, this is {version}"
         hint = ", or resume with the code that made it"

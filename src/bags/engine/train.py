@@ -327,8 +327,9 @@ def train(
     workers = start_workers(device or torch.device("cpu"))
     plan = training_plan(len(dataset), config, epoch_images, dataset.landscape)
     apply_loss_settings(model, config)
+    data = dataset.digest()
     try:
-        _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan)
+        _train(model, data, dataset, config, meta, out_model, work_dir, log_csv, workers, plan)
     finally:
         stop_workers(workers)
 
@@ -341,14 +342,14 @@ def apply_loss_settings(model: FasterRCNN, config: TrainConfig) -> None:
     model.roi_heads.box_loss_beta = config.box_loss_beta
 
 
-def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, plan) -> None:
+def _train(model, data, dataset, config, meta, out_model, work_dir, log_csv, workers, plan) -> None:
     share = config.batch_size // workers.world_size
     if config.batch_size % workers.world_size or share % (config.loss_images or 1):
         raise ValueError(
             f"batch_size {config.batch_size} must divide among {workers.world_size} processes"
             f" into shares of whole chunks of loss_images ({config.loss_images})"
         )
-    run = _Run(model, config, meta, work_dir, workers, plan)
+    run = _Run(model, config, meta, data, work_dir, workers, plan)
     stop = StopRequest()
     try:
         while run.step < run.starts[-1]:
@@ -366,9 +367,10 @@ def _train(model, dataset, config, meta, out_model, work_dir, log_csv, workers, 
 
 class _Run:
     """One training's state: the model, its optimizer, schedule and loss scaler, the step, the
-    epoch log, and the running sums of the epoch under way; resumed from the last checkpoint."""
+    epoch log, and the running sums of the epoch under way; resumed from the last checkpoint.
+    ``data``: the training set's digest (``DetectionDataset.digest``)."""
 
-    def __init__(self, model, config: TrainConfig, meta, work_dir, workers: Workers, plan):
+    def __init__(self, model, config: TrainConfig, meta, data, work_dir, workers: Workers, plan):
         self.model, self.config, self.work_dir = model, config, work_dir
         self.workers, self.plan, self.device = workers, plan, workers.device
         model.to(self.device)
@@ -389,7 +391,12 @@ class _Run:
         kept = ("workers", "keep_checkpoints")
         numerics = {k: v for k, v in asdict(config).items() if k not in kept}
         numerics["amp"] = self.amp
-        self.settings = {"meta": meta, "train": numerics, "world_size": workers.world_size}
+        self.settings = {
+            "meta": meta,  # the model, its classifier and start model's digest
+            "train": numerics,
+            "world_size": workers.world_size,
+            "data": data,
+        }
         self.version = code_version()
         self.step, self.rows, self.partial = 0, [], None
         self._resume()
@@ -406,17 +413,19 @@ class _Run:
         try:
             state = load_checkpoint(checkpoint, expected, self.version)
         except OtherRun as other:
-            if not other.finished:
+            other_data = "data" in other.changed
+            if not (other.finished or other_data):
                 raise  # an interrupted run of another config: the user decides
             # The run that made it had ended (Snakemake reruns a finished job whose settings
-            # or inputs changed): nothing to resume, so this one starts over.
+            # or inputs changed), or trained on other data, which nothing may resume: this
+            # one starts over.
             self.workers.barrier()
             if self.workers.is_main:
                 for old in self.work_dir.glob("step_*.pt"):
                     old.unlink()
             self.workers.barrier()
-            log.warning("%s: %s, by a run that had finished; starting over",
-                        other.path, other.reason)  # fmt: skip
+            why = "trained on other data, discarded" if other_data else "by a run that had finished"
+            log.warning("%s: %s, %s; starting over", other.path, other.reason, why)
             return
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
