@@ -11,6 +11,7 @@ min_version("9.0")
 SRC = str(Path(workflow.basedir, "src"))
 sys.path.insert(0, SRC)
 from bags.analysis.figure_table import FIGURES as FIGURE_TABLE
+from bags.config_checks import check_config_file, non_finite
 
 # Every job imports the package from this source folder, also in a conda environment, which
 # holds only the dependencies (envs/bags.yaml is copied to .snakemake/conda/ before it is
@@ -39,6 +40,14 @@ if isinstance(config.get("seeds"), list):
     config["seeds"] = [
         int(s) if str(s).lstrip("-").isdigit() else s for s in config["seeds"]
     ]
+
+# Plain YAML, no key given twice, every number finite: what the schema cannot see.
+for _file in workflow.overwrite_configfiles or [Path(workflow.basedir, "config.yaml")]:
+    check_config_file(_file)
+if non_finite(config):
+    raise ValueError(
+        f"config: {', '.join(non_finite(config))} must be a finite number (not NaN or infinity)"
+    )
 
 validate(config, "workflow/schemas/config.schema.yaml")
 

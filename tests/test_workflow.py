@@ -425,6 +425,13 @@ def test_paper_configs_plan_the_whole_dag_without_data(tmp_path, name):
         assert options["--train-filter"] == "reference"
         runs.add(options["--out"].split("/runs/")[1].rsplit("/", 2)[0])
     assert {"longtail/baseline", "longtail/bags", "longtail/finetune_tail"} <= runs
+    # Every job's shell becomes its Python process (exec): killing the job kills it, no orphan.
+    commands = [
+        line.split("Shell command:", 1)[1].strip()
+        for line in result.stdout.splitlines()
+        if "Shell command:" in line and "bags" in line
+    ]
+    assert len(commands) > 100 and all(c.startswith("exec ") for c in commands)
 
 
 def test_users_own_coco_format_data_gets_counts_and_groups(tmp_path):

@@ -313,9 +313,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _paths(value) -> list[Path]:
+    """The paths in an option's value: a path, NAME=path pairs, or lists of them."""
+    if isinstance(value, Path):
+        return [value]
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Path):
+        return [value[1]]
+    if isinstance(value, list):
+        return [path for item in value for path in _paths(item)]
+    return []
+
+
+def refuse_output_over_input(options: dict) -> None:
+    """No command writes over one of its own inputs (``--out`` given as ``--annotations``)."""
+    outputs = {k: v for k, v in options.items() if k.startswith("out") or k == "epoch_log"}
+    inputs = {k: v for k, v in options.items() if k not in outputs}
+    for out_key, out_value in outputs.items():
+        for out in _paths(out_value):
+            for in_key, in_value in inputs.items():
+                if any(out.resolve() == path.resolve() for path in _paths(in_value)):
+                    raise ValueError(
+                        f"--{out_key.replace('_', '-')} {out} is also --"
+                        f"{in_key.replace('_', '-')}: refused, it would write over its input"
+                    )
+
+
 def run(args: argparse.Namespace) -> None:
     """Call the command's function with its options."""
     options = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
+    refuse_output_over_input(options)
     threads = options.pop("threads", None)
     if threads is not None:
         import torch

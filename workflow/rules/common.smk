@@ -105,6 +105,7 @@ for _name, _entry in METHODS.items():
     if path_of(_entry) != "posthoc":
         settings_of(_entry)
 check_edges(config["groups"]["edges"], "groups")
+
 if "bags" not in METHODS or METHODS["bags"]["loss"] != "bags":
     config_error("the claims and figures need a method `bags` with loss: bags")
 
@@ -455,3 +456,33 @@ def convergence_entries():
                 }
             )
     return entries
+
+
+def check_ordered(where, settings, *pairs):
+    """Each (low, high) pair of settings given in order: low <= high."""
+    for low, high in pairs:
+        if low in settings and high in settings and settings[low] > settings[high]:
+            config_error(
+                f"{where}: {low} ({settings[low]}) must not exceed {high} ({settings[high]})"
+            )
+
+
+for _dataset in config["datasets"]:
+    _spec = source_settings(_dataset)
+    _where = f"datasets.{_dataset}.{config['datasets'][_dataset]['source']}"
+    check_ordered(
+        _where,
+        _spec,
+        ("min_size", "max_size"),
+        ("max_size", "image_size"),
+        ("min_objects", "max_objects"),
+        ("rare_styles", "styles"),
+    )
+    for _tier in _spec.get("train_counts", []):
+        if _tier[1] > _tier[2]:
+            config_error(f"{_where}: train_counts tier {_tier}: fewest exceeds most")
+check_ordered("model", config["model"], ("min_size", "max_size"))
+for _name, _entry in METHODS.items():
+    check_ordered(
+        f"method {_name}: loss_options", _entry["loss_options"], ("low", "high")
+    )

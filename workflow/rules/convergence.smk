@@ -22,7 +22,7 @@ rule tuning_split:
         per_class=CONVERGENCE["per_class"],
         seed=CONVERGENCE["seed"],
     shell:
-        "python -m bags tuning-split --data {params.data:q} --out {params.out:q} "
+        "exec python -m bags tuning-split --data {params.data:q} --out {params.out:q} "
         "--per-class {params.per_class} --seed {params.seed} 2> {log:q}"
 
 
@@ -98,7 +98,7 @@ rule convergence_table:
         ),
         stem=lambda wc, output: os.path.splitext(output.csv)[0],
     shell:
-        "python -m bags convergence --spec {params.spec:q} --out-stem {params.stem:q} 2> {log:q}"
+        "exec python -m bags convergence --spec {params.spec:q} --out-stem {params.stem:q} 2> {log:q}"
 
 
 rule convergence:

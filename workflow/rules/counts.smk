@@ -12,5 +12,5 @@ rule count:
     params:
         on_bad=lambda wc: on_bad(wc.dataset),
     shell:
-        "python -m bags count --annotations {input:q} --on-bad {params.on_bad:q} "
+        "exec python -m bags count --annotations {input:q} --on-bad {params.on_bad:q} "
         "--out {output:q} 2> {log:q}"

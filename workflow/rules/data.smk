@@ -31,7 +31,7 @@ rule synthesize:
             else []
         ),
     shell:
-        "python -m bags synthesize --spec {params.spec:q} --out {params.root:q} {params.classes:q} 2> {log:q}"
+        "exec python -m bags synthesize --spec {params.spec:q} --out {params.root:q} {params.classes:q} 2> {log:q}"
 
 
 rule heldout:
@@ -47,7 +47,7 @@ rule heldout:
         share=config["heldout"],
         on_bad=on_bad("longtail"),
     shell:
-        "python -m bags heldout --annotations {input:q} --share {params.share} --seed 0 "
+        "exec python -m bags heldout --annotations {input:q} --share {params.share} --seed 0 "
         "--on-bad {params.on_bad:q} --out {output:q} 2> {log:q}"
 
 
@@ -71,7 +71,7 @@ rule download:
             for item in (f"--{key.replace('_', '-')}", value)
         ],
     shell:
-        "python -m bags download --url {params.url:q} {params.checks:q} --out {output:q} 2> {log:q}"
+        "exec python -m bags download --url {params.url:q} {params.checks:q} --out {output:q} 2> {log:q}"
 
 
 rule lvis_annotations:
@@ -94,7 +94,7 @@ rule lvis_annotations:
             else ["--existing-folder", source_settings(wc.dataset)["annotations"]]
         ),
     shell:
-        "python -m bags place --member {params.member:q} {params.source:q} --out {output:q} 2> {log:q}"
+        "exec python -m bags place --member {params.member:q} {params.source:q} --out {output:q} 2> {log:q}"
 
 
 rule coco_image_folder:
@@ -109,7 +109,7 @@ rule coco_image_folder:
     conda:
         ENV
     shell:
-        "python -m bags unzip --archive {input:q} --member-prefix {wildcards.split}2017/ "
+        "exec python -m bags unzip --archive {input:q} --member-prefix {wildcards.split}2017/ "
         "--out {output:q} 2> {log:q}"
 
 
@@ -128,7 +128,7 @@ rule lvis_images:
         existing=lambda wc: source_settings(wc.dataset).get("images")
         or "resources/coco",
     shell:
-        "python -m bags link --source {params.existing:q} --out {output:q} 2> {log:q}"
+        "exec python -m bags link --source {params.existing:q} --out {output:q} 2> {log:q}"
 
 
 rule user_dataset:
@@ -163,7 +163,7 @@ rule user_val:
     params:
         val=lambda wc: source_settings(wc.dataset)["val"],
     shell:
-        "python -m bags lvis-fields --annotations {params.val:q} --counts {input.counts:q} "
+        "exec python -m bags lvis-fields --annotations {params.val:q} --counts {input.counts:q} "
         "--out {output:q} 2> {log:q}"
 
 
@@ -179,5 +179,5 @@ rule coco_train_annotations:
     conda:
         ENV
     shell:
-        "python -m bags place --member annotations/instances_train2017.json "
+        "exec python -m bags place --member annotations/instances_train2017.json "
         "--archive {input:q} --out {output:q} 2> {log:q}"

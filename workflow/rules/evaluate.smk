@@ -23,7 +23,7 @@ rule infer:
         workers=config["inference"]["workers"],
         data=data_options,
     shell:
-        "python -m bags infer --model-file {input.model:q} --annotations {input.val:q} "
+        "exec python -m bags infer --model-file {input.model:q} --annotations {input.val:q} "
         "--images {input.images:q} {params.data:q} "
         "--score-thresh {params.score_thresh} --detections-per-img {params.detections} "
         "--batch-size {params.batch_size} --workers {params.workers} --threads {threads} "
@@ -50,7 +50,7 @@ rule evaluate:
         detections=config["inference"]["detections_per_img"],
         backend=config["evaluation"]["backend"],
     shell:
-        "python -m bags evaluate --annotations {input.val:q} "
+        "exec python -m bags evaluate --annotations {input.val:q} "
         "--detections {input.detections:q} --counts {input.counts:q} --edges {params.edges} "
         "--detections-per-img {params.detections} --backend {params.backend:q} "
         "--out {output:q} 2> {log:q}"
@@ -71,5 +71,5 @@ rule norms:
     conda:
         ENV
     shell:
-        "python -m bags norms --model-file {input.model:q} --counts {input.counts:q} "
+        "exec python -m bags norms --model-file {input.model:q} --counts {input.counts:q} "
         "--out {output:q} 2> {log:q}"

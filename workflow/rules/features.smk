@@ -25,7 +25,7 @@ rule cache_features:
         data=["--on-bad", on_bad("longtail"), "--image-paths", image_paths("longtail")],
         batch_size=config["inference"]["batch_size"],
     shell:
-        "python -m bags cache --model-file {input.model:q} --train {input.train:q} "
+        "exec python -m bags cache --model-file {input.model:q} --train {input.train:q} "
         "--val {input.val:q} --images {input.images:q} {params.data:q} "
         "--batch-size {params.batch_size} --out-dir {params.out_dir:q} "
         "--threads {threads} 2> {log:q}"
@@ -64,7 +64,7 @@ rule fit_head:
         score_thresh=config["inference"]["score_thresh"],
         detections=config["inference"]["detections_per_img"],
     shell:
-        "python -m bags head --baseline {input.baseline:q} --cache-dir {params.cache_dir:q} "
+        "exec python -m bags head --baseline {input.baseline:q} --cache-dir {params.cache_dir:q} "
         "--counts {input.counts:q} --method {params.method:q} {params.groups:q} "
         "--settings {params.settings:q} --score-thresh {params.score_thresh} "
         "--detections-per-img {params.detections} "
@@ -104,7 +104,7 @@ rule posthoc:
         ),
         data=data_options,
     shell:
-        "python -m bags posthoc --baseline {input.baseline:q} --method {params.method:q} "
+        "exec python -m bags posthoc --baseline {input.baseline:q} --method {params.method:q} "
         "--counts {input.counts:q} --annotations {input.train:q} --images {input.images:q} "
         "{params.choice:q} {params.data:q} --out {output.model:q} "
         "--out-log {output.log:q} --threads {threads} 2> {log:q}"

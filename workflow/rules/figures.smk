@@ -28,7 +28,7 @@ for _figure in FIGURE_TABLE:
             caption=_figure.caption,
             stem=lambda wc, output: os.path.splitext(output[0])[0],
         shell:
-            "python -m bags figure --kind {params.kind:q} --inputs {params.inputs:q} "
+            "exec python -m bags figure --kind {params.kind:q} --inputs {params.inputs:q} "
             "--out-stem {params.stem:q} 2> {log:q}"
 
 
@@ -59,7 +59,7 @@ rule check_claims:
             else ""
         ),
     shell:
-        "python -m bags claims --baseline-norms {input.baseline_norms:q} "
+        "exec python -m bags claims --baseline-norms {input.baseline_norms:q} "
         "--balanced-norms {input.balanced_norms:q} --bags-norms {input.bags_norms:q} "
         "--baseline-metrics {input.baseline_metrics:q} --bags-metrics {input.bags_metrics:q} "
         "--rows {params.rows:q} --bags-label {params.bags:q} "

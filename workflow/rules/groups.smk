@@ -18,5 +18,5 @@ rule groups:
         edges=lambda wc: groups_of(METHODS[wc.method])["edges"],
         beta=lambda wc: groups_of(METHODS[wc.method])["beta"],
     shell:
-        "python -m bags groups --counts-file {input:q} --edges {params.edges:q} "
+        "exec python -m bags groups --counts-file {input:q} --edges {params.edges:q} "
         "--beta {params.beta:q} --out {output:q} 2> {log:q}"

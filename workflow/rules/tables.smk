@@ -30,5 +30,5 @@ rule table:
             f"{'mean and std over ' if len(SEEDS) > 1 else ''}seeds {SEEDS}."
         ),
     shell:
-        "python -m bags table --metrics {params.metrics:q} {params.options:q} "
+        "exec python -m bags table --metrics {params.metrics:q} {params.options:q} "
         "--caption {params.caption:q} --out-stem {params.stem:q} 2> {log:q}"

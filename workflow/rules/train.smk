@@ -38,7 +38,7 @@ rule train:
         train_filter=lambda wc: train_filter(wc.dataset),
         launcher=launcher(),
     shell:
-        "{params.launcher} train --annotations {input.train:q} --images {input.images:q} "
+        "exec {params.launcher} train --annotations {input.train:q} --images {input.images:q} "
         "--counts {input.counts:q} {params.data:q} --train-filter {params.train_filter:q} --arch {params.arch:q} {params.start:q} "
         "{params.groups:q} --settings {params.settings:q} --method {params.method:q} "
         "--out {output.model:q} --epoch-log {output.log:q} --work-dir {params.work_dir:q} "
@@ -64,5 +64,5 @@ rule import_coco_model:
     params:
         arch=as_json(config["model"]),
     shell:
-        "python -m bags import-coco --weights {input.weights:q} --annotations {input.train:q} "
+        "exec python -m bags import-coco --weights {input.weights:q} --annotations {input.train:q} "
         "--arch {params.arch:q} --out {output.model:q} 2> {log:q}"

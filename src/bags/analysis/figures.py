@@ -26,6 +26,12 @@ AP_LABEL = "AP (%)"
 BAR_COLOR = "0.75"
 
 
+def plain(text: str) -> str:
+    """A method's label as matplotlib shows it verbatim: ``$`` escaped, so that no part of it
+    is read as mathtext (a label from a config could otherwise fail to draw)."""
+    return str(text).replace("$", "\\$")
+
+
 def save_figure(fig: Figure, stem: Path | str) -> None:
     """Save `stem`.pdf and `stem`.png (dpi 150), each atomically, then close the figure."""
     stem = Path(stem)
@@ -59,7 +65,7 @@ def plot_weight_norms(panels: Mapping[str, pd.DataFrame], stem: Path | str) -> N
         ax.set_xlim(-0.5, len(data) - 0.5)
         ax.set_xlabel(X_LABEL)
         ax.set_ylabel(COUNT_LABEL)
-        ax.set_title(name)
+        ax.set_title(plain(name))
         right = ax.twinx()
         right.plot(x, data["norm"], color="C3", marker=".", markersize=3, linewidth=0.8)
         right.set_ylim(0, top)  # one norm scale for every panel, so flatness compares
@@ -109,7 +115,7 @@ def plot_norms_comparison(
     ax.set_zorder(counts_ax.get_zorder() + 1)
     ax.patch.set_visible(False)
     for i, model in enumerate(norms):
-        ax.plot(x, data[model], color=f"C{i}", linewidth=0.9, label=model)
+        ax.plot(x, data[model], color=f"C{i}", linewidth=0.9, label=plain(model))
     ax.set_xlim(-0.5, len(data) - 0.5)
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(NORM_MEAN_LABEL if normalize else NORM_LABEL)
@@ -148,7 +154,7 @@ def plot_per_bin_ap(table: pd.DataFrame, bins: Sequence[str], stem: Path | str) 
         pos = x - 0.4 + (i + 0.5) * width
         shown = ~np.isnan(heights)
         label = str(row["method"])
-        ax.bar(pos[shown], heights[shown], width=width, color=colors[i], label=label)
+        ax.bar(pos[shown], heights[shown], width=width, color=colors[i], label=plain(label))
         err = shown & ~np.isnan(stds)
         if err.any():
             ax.errorbar(pos[err], heights[err], yerr=stds[err], fmt="none", ecolor="0.2", capsize=2)
@@ -181,10 +187,10 @@ def plot_method_norms(
         x = np.arange(len(data))
         if ref is not None and name != reference:
             ref_norms = data["category_id"].map(ref).astype(float)
-            ax.plot(x, ref_norms, color="0.8", linewidth=0.8, label=reference)
-        ax.plot(x, data["norm"], color="C3", linewidth=0.9, label=name)
+            ax.plot(x, ref_norms, color="0.8", linewidth=0.8, label=plain(reference))
+        ax.plot(x, data["norm"], color="C3", linewidth=0.9, label=plain(name))
         ax.set_xlim(-0.5, len(data) - 0.5)
-        ax.set_title(name)
+        ax.set_title(plain(name))
     for ax in axes.flat[len(norms) :]:
         ax.axis("off")
     fig.supxlabel(X_LABEL)

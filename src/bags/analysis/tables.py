@@ -141,7 +141,11 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"\\": "\\textbackslash{}"}
+_TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "\\": "\\textbackslash{}",
+    "^": "\\textasciicircum{}",
+    "~": "\\textasciitilde{}",
+}
 
 
 def _tex_escape(text: str) -> str:
