@@ -1,5 +1,6 @@
 import json
 import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,25 @@ def test_atomic_path_replaces_on_success_and_cleans_up_on_failure(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert target.stat().st_mode == plain.stat().st_mode
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL runs no cleanup: the next write of the same output removes what it left."""
+    target = tmp_path / "out.json"
+    killed = (
+        "import os, signal, sys; from bags.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", killed, str(target)], check=False)
+    assert result.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.json.") and left[0].endswith(".tmp")
+    other = tmp_path / ".other.json.0123456789abcdef.tmp"  # another output's: kept
+    other.write_text("x")
+    write_text_atomic(target, "whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out.json"]
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -391,6 +411,9 @@ def test_claim_thresholds_and_ap_condition():
     ].passed
     # rho just below min_rho fails claim 1.
     assert not check_claims(lt, bal, bags, *GOOD, min_rho=1.01)[0].passed
+    # Flat norms everywhere: 0 >= 2 x 0, and nothing is flatter than anything.
+    flat = norm_frame(COUNTS, [1.0] * 10)
+    assert not check_claims(flat, flat, bags, *GOOD)[1].passed
 
 
 def test_headline_claim_compares_means_over_seeds_and_ties_go_against_bags():

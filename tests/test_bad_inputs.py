@@ -184,6 +184,21 @@ def missing(path: Path, record: dict) -> None:
     path.unlink()
 
 
+def linked_outside(path: Path, record: dict) -> None:
+    """The image moved out of the image folder, a link left in its place."""
+    moved = path.parents[2] / "elsewhere.png"
+    path.rename(moved)
+    path.symlink_to(moved)
+
+
+def linked_folder(a: Assets, folder: Path) -> list:
+    """``infer`` over an image folder that is itself a link (as the pipeline links LVIS's)."""
+    shutil.copytree(a.data / "images" / "val", folder / "real" / "val")
+    (folder / "images").symlink_to(folder / "real")
+    return ["infer", "--model-file", a.model, "--annotations", a.data / "val.json", "--images",
+            folder / "images", "--out", folder / "out", *INFER]  # fmt: skip
+
+
 def outside(a: Assets, folder: Path) -> list:
     shutil.copytree(a.data / "images" / "val", folder / "images" / "val")
     val = edited(a.data / "val.json", folder / "val.json",
@@ -308,6 +323,18 @@ def evaluation(gt_change=None, detections=None, *options: str):
     return build
 
 
+def detection(**change) -> list[dict]:
+    return [{"image_id": VAL_ID, "category_id": 1, "bbox": [1, 2, 9, 9], "score": 0.5, **change}]
+
+
+def gt_image(**change) -> Callable[[dict], None]:
+    return lambda d: d["images"][0].update(change)
+
+
+def gt_annotation(**change) -> Callable[[dict], None]:
+    return lambda d: d["annotations"][0].update(change)
+
+
 def claims(baseline_metrics: dict):
     def build(a: Assets, folder: Path) -> list:
         norms = "category_id,instance_count,norm\n1,2,0.5\n2,10,1.0\n3,30,1.5\n"
@@ -404,6 +431,18 @@ def unzip_outside(a: Assets, folder: Path) -> list:
             folder / "out"]  # fmt: skip
 
 
+def synthesize(spec: str) -> Callable[[Assets, Path], list]:
+    return lambda a, folder: ["synthesize", "--spec", spec, "--out", folder / "out"]
+
+
+def heldout(*options: str) -> Callable[[Assets, Path], list]:
+    def build(a: Assets, folder: Path) -> list:
+        return ["heldout", "--annotations", a.data / "train.json", "--share", "0.5",
+                "--on-bad", "stop", "--out", folder / "out", *options]  # fmt: skip
+
+    return build
+
+
 def synthesize_without_tiers(a: Assets, folder: Path) -> list:
     return ["synthesize", "--spec", '{"train_counts": []}', "--out", folder / "out"]
 
@@ -467,6 +506,23 @@ CASES = [
     Case("no categories", count(no_categories), "bad.json: no categories"),
     Case("image width NaN", count(lambda d: d["images"][0].update(width=NAN)), "image 1: 'width'"),
     Case("not JSON", not_json, "bad.json: not valid JSON"),
+    Case("bbox value true", count(set_box(0, [True, 2, 3, 4])), "annotation 1: 'bbox'"),
+    Case("bbox past a float's range", count(set_box(0, [1, 2, 3, 10**400])),
+         "annotation 1: 'bbox' must hold finite numbers"),
+    Case("image id true", count(lambda d: d["images"][0].update(id=True)),
+         "expected an integer 'id'"),
+    Case("image id a list", count(lambda d: d["images"][0].update(id=[1])),
+         "expected an integer 'id'"),
+    Case("annotation image_id a list", count(lambda d: d["annotations"][0].update(image_id=[1])),
+         "annotation 1: unknown image_id [1]"),
+    Case("annotation category_id a list",
+         count(lambda d: d["annotations"][0].update(category_id=[1])),
+         "annotation 1: unknown category_id [1]"),
+    Case("annotation category_id true",
+         count(lambda d: d["annotations"][0].update(category_id=True)),
+         "annotation 1: unknown category_id True"),
+    Case("iscrowd as text", count(lambda d: d["annotations"][0].update(iscrowd="yes")),
+         "annotation 1: 'iscrowd' must be 0 or 1"),
     # Images: checked when a dataset is made; damage found only by decoding, when it is met.
     Case("image smaller than its JSON size", infer(resized),
          (VAL_IMAGE, f"image id {VAL_ID}", "32x40 pixels, the annotations say 64x64")),
@@ -490,10 +546,15 @@ CASES = [
     Case("missing image, skipped", infer(missing, "--on-bad", "skip"),
          status=0, check=succeeded_with("skipped 1 missing image(s)")),
     Case("image path leaving the folder", outside, "outside the image folder"),
+    Case("image link leaving the folder", infer(linked_outside),
+         (VAL_IMAGE, "outside the image folder by a link")),
+    Case("image folder itself a link", linked_folder, status=0, check=succeeded_with("")),
     # Training settings and method options.
     Case("batch_size 0", training({**SHORT, "batch_size": 0}), "'batch_size'", outputs=TRAINED),
     Case("epochs as text", training({**SHORT, "epochs": "2"}), "'epochs'", outputs=TRAINED),
     Case("lr NaN", training({**SHORT, "lr": NAN}), "'lr'", outputs=TRAINED),
+    Case("seed past 32 bits", training({**SHORT, "seed": 2**40}), "'seed'", outputs=TRAINED),
+    Case("momentum 5", training({**SHORT, "momentum": 5}), "'momentum'", outputs=TRAINED),
     Case("unknown setting", training({**SHORT, "speed": 2}), "speed", outputs=TRAINED),
     Case("BAGS without a groups file", training(SHORT, BAGS), "--groups", outputs=TRAINED),
     Case("BAGS beta in loss_options", training(SHORT, {**BAGS, "loss_options": {"beta": 2}}),
@@ -564,7 +625,35 @@ CASES = [
     Case("evaluate --detections-per-img 0", evaluation(None, None, "--detections-per-img", "0"),
          "--detections-per-img", 2),
     Case("ground truth annotation id twice", evaluation(repeat("annotations")),
-         "id 1: used before"),
+         "gt.json: annotation 1: id used by an earlier annotation"),
+    Case("ground truth annotation of an unknown image", evaluation(gt_annotation(image_id=999)),
+         "gt.json: annotation 1: unknown image_id 999"),
+    Case("ground truth of an unknown category", evaluation(gt_annotation(category_id=99)),
+         "gt.json: annotation 1: unknown category_id 99"),
+    Case("ground truth box of negative size", evaluation(gt_annotation(bbox=[1, 2, -3, 4])),
+         "gt.json: annotation 1: bbox width and height must be > 0"),
+    Case("ground truth neg_category_ids a number", evaluation(gt_image(neg_category_ids=5)),
+         f"gt.json: image {VAL_ID}: 'neg_category_ids' must be a list of known category ids"),
+    Case("ground truth neg_category_ids unknown", evaluation(gt_image(neg_category_ids=[999])),
+         "'neg_category_ids' must be a list of known category ids, got [999]"),
+    Case("ground truth not_exhaustive_category_ids null",
+         evaluation(gt_image(not_exhaustive_category_ids=None)),
+         f"gt.json: image {VAL_ID}: 'not_exhaustive_category_ids' must be a list"),
+    Case("ground truth frequency unknown",
+         evaluation(lambda d: d["categories"][0].update(frequency="x")),
+         "gt.json: category 1: 'frequency' must be one of r, c, f, got 'x'"),
+    Case("ground truth image id a list", evaluation(gt_image(id=[1])),
+         "gt.json: image {"),
+    Case("ground truth annotation id 0", evaluation(gt_annotation(id=0)),
+         "gt.json: annotation 0: 'id' must be an integer >= 1"),
+    Case("detection category_id a list", evaluation(None, detection(category_id=[1])),
+         "det.json: entry 0 has unknown category_id [1]"),
+    Case("detection image_id as text", evaluation(None, detection(image_id=str(VAL_ID))),
+         f"det.json: entry 0 has unknown image_id '{VAL_ID}'"),
+    Case("detection score true", evaluation(None, detection(score=True)),
+         "det.json: entry 0 has score True"),
+    Case("detection a list", evaluation(None, [[1, 2, 3]]), "det.json: entry 0 is not an object"),
+    Case("detections an object", evaluation(None, {"a": 1}), "det.json: expected a JSON list"),
     Case("ground truth area NaN", evaluation(lambda d: d["annotations"][0].update(area=NAN)),
          "gt.json: annotation 1"),
     Case("detection score NaN", evaluation(None, [{"image_id": VAL_ID, "category_id": 1,
@@ -593,6 +682,13 @@ CASES = [
     Case("unzip a prefix outside the folder", unzip_outside, "'..'"),
     # Other commands.
     Case("synthesize without tiers", synthesize_without_tiers, "'train_counts'"),
+    Case("synthesize fewest above most", synthesize('{"train_counts": [[2, 9, 3]]}'),
+         "'train_counts' tier [2, 9, 3]"),
+    Case("synthesize a billion classes", synthesize('{"train_counts": [[1000000000, 1, 2]]}'),
+         "'train_counts' tier [1000000000, 1, 2]"),
+    Case("synthesize seed negative", synthesize('{"train_counts": [[2, 1, 3]], "seed": -1}'),
+         "'seed'"),
+    Case("heldout seed past 32 bits", heldout("--seed", str(2**40)), "--seed", 2),
     Case("table metrics with NaN", table_with_nan, "m.json"),
 ]
 # fmt: on

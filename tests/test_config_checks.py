@@ -89,10 +89,24 @@ def test_a_bad_config_file_stops_the_dag_before_any_job(tmp_path, old, new, says
                                       "loss_options": {"low": 5, "high": 0.1}}}},
             "method reweight: loss_options: low (5) must not exceed high (0.1)",
         ),
+        (
+            {"methods": {"baseline": {"label": "baseline", "posthoc_options": {"tau": 1}}}},
+            "On instance['methods']['baseline']['posthoc_options']",
+        ),
+        (
+            {"methods": {"tau_norm": {"label": "tau", "train": "none", "posthoc": "tau_norm",
+                                      "posthoc_options": {"tau": [1]}}}},
+            "On instance['methods']['tau_norm']['posthoc_options']['tau']",
+        ),
+        ({"seeds": [2**32]}, "On instance['seeds'][0]"),
+        ({"inference": {"score_thresh": 5}}, "On instance['inference']['score_thresh']"),
+        ({"model": {"anchor_sizes": []}}, "On instance['model']['anchor_sizes']"),
+        ({"model": {"image_size": 10**6}}, "On instance['model']['image_size']"),
     ],
-    ids=["tier", "box sizes", "clip"],
+    ids=["tier", "box sizes", "clip", "post-hoc options of a trained row", "tau a list",
+         "seed past 32 bits", "score threshold 5", "no anchor sizes", "image size huge"],
 )  # fmt: skip
-def test_pairs_out_of_order_stop_the_dag_before_any_job(tmp_path, layer, says):
+def test_values_out_of_order_or_range_stop_the_dag_before_any_job(tmp_path, layer, says):
     workdir = copy_workflow(tmp_path)
     (workdir / "layer.yaml").write_text(json.dumps(layer))
     result = snakemake(workdir, "--configfile", CONFIG, "layer.yaml", "--dry-run", check=False)

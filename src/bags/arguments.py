@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import NoReturn
 
+from bags.values import MAX_SEED
+
 
 class OneLineParser(argparse.ArgumentParser):
     """Reports a bad argument as ``<prog>: error: <message>``, one line (no usage text), exit 2.
@@ -43,6 +45,14 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random generator's seed, 0 to 2**32 - 1."""
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {text!r}")
     return value
 
 

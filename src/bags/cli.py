@@ -20,6 +20,7 @@ from bags.arguments import (
     non_negative_int,
     positive_int,
     probability,
+    seed,
     share,
 )
 
@@ -95,7 +96,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
         {
             "--annotations": PATH,
             "--share": {"type": share, "required": True},
-            "--seed": {"type": int, "required": True},
+            "--seed": {"type": seed, "required": True},
             "--out": PATH,
             "--on-bad": DATA["--on-bad"],
         },
@@ -107,7 +108,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--data": PATH,
             "--out": PATH,
             "--per-class": COUNT,
-            "--seed": {"type": non_negative_int, "required": True},
+            "--seed": {"type": seed, "required": True},
         },
     ),
     "train": (

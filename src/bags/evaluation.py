@@ -23,7 +23,10 @@ import lvis.eval
 import numpy
 
 from bags.bins import bin_index
+from bags.data.annotations import check_annotations
+from bags.data.lvis_fields import check_lvis_fields
 from bags.io import write_text_atomic
+from bags.values import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,8 @@ def patch_lvis_numpy() -> None:
     lvis.eval.np = view
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float (JSON parses NaN and Infinity too)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_box(box: Any) -> bool:
-    return isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))
+    return isinstance(box, list) and len(box) == 4 and all(map(is_number, box))
 
 
 def _load_json(path: Path, what: str, object_hook: Any = None) -> Any:
@@ -75,39 +73,14 @@ def _drop_segmentation(record: dict) -> dict:
 
 
 def _check_gt(gt: Any, path: Path) -> None:
-    required = {
-        "images": ("id", "neg_category_ids", "not_exhaustive_category_ids"),
-        "annotations": ("id", "image_id", "category_id", "bbox", "area"),
-        "categories": ("id", "frequency"),
-    }
-    if not isinstance(gt, dict):
-        raise ValueError(f"ground truth {path}: expected a JSON object, got {type(gt).__name__}")
-    for field, keys in required.items():
-        items = gt.get(field)
-        if not isinstance(items, list):
-            raise ValueError(f"ground truth {path}: '{field}' is missing or not a list")
-        seen = set()
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or any(k not in item for k in keys):
-                raise ValueError(f"ground truth {path}: {field}[{i}] lacks one of {keys}")
-            integer = isinstance(item["id"], int) and not isinstance(item["id"], bool)
-            if not integer or item["id"] in seen:
-                problem = "used before" if integer else "not an integer"
-                raise ValueError(
-                    f"ground truth {path}: {field}[{i}] has id {item['id']!r}: {problem}"
-                )
-            seen.add(item["id"])
-    if not gt["categories"]:
-        raise ValueError(f"ground truth {path}: no categories")
-    for i, a in enumerate(gt["annotations"]):
+    """The ground truth checked as every reader checks annotations (boxes outside their image
+    and crowd regions kept: the LVIS API scores them), plus the fields LVIS evaluation reads."""
+    check_annotations(gt, path, keep_outside=True, keep_crowd=True)
+    check_lvis_fields(gt, path)
+    for a in gt["annotations"]:
         # both evaluators mark a matched box by its id, and take 0 (or less) for "unmatched"
-        if a["id"] < 1:
-            raise ValueError(f"ground truth {path}: annotations[{i}] has id {a['id']!r}, not >= 1")
-        if not (_is_box(a["bbox"]) and _is_number(a["area"])):
-            raise ValueError(
-                f"ground truth {path}: annotation {a['id']}: bbox {a['bbox']!r} or area "
-                f"{a['area']!r} is not finite numbers"
-            )
+        if not is_int(a.get("id")) or a["id"] < 1:
+            raise ValueError(f"{path}: annotation {a.get('id')!r}: 'id' must be an integer >= 1")
 
 
 def _check_results(results: Any, gt: dict, path: Path) -> None:
@@ -121,16 +94,16 @@ def _check_results(results: Any, gt: dict, path: Path) -> None:
         box = r["bbox"]
         if not _is_box(box):
             raise ValueError(f"results {path}: entry {i} has bbox {box!r}, not [x, y, w, h]")
-        if not _is_number(r["score"]):
+        if not is_number(r["score"]):
             raise ValueError(
                 f"results {path}: entry {i} has score {r['score']!r}, not a finite number"
             )
-        if r["category_id"] not in cat_ids:
+        if not is_int(r["category_id"]) or r["category_id"] not in cat_ids:
             raise ValueError(
-                f"results {path}: entry {i} has unknown category_id {r['category_id']}"
+                f"results {path}: entry {i} has unknown category_id {r['category_id']!r}"
             )
-        if r["image_id"] not in image_ids:
-            raise ValueError(f"results {path}: entry {i} has unknown image_id {r['image_id']}")
+        if not is_int(r["image_id"]) or r["image_id"] not in image_ids:
+            raise ValueError(f"results {path}: entry {i} has unknown image_id {r['image_id']!r}")
 
 
 def _category_bins(
@@ -395,7 +368,7 @@ def read_metrics(path: Path | str, required: Sequence[str] = ()) -> dict[str, fl
     path = Path(path)
     metrics = _load_json(path, "metrics")
     if not isinstance(metrics, dict) or not all(
-        value is None or _is_number(value) for value in metrics.values()
+        value is None or is_number(value) for value in metrics.values()
     ):
         raise ValueError(f"metrics {path}: expected a JSON object of finite numbers or null")
     missing = [key for key in required if metrics.get(key) is None]

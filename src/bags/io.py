@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from collections.abc import Iterator
@@ -15,9 +16,12 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
     The temporary file sits in the same folder so that os.replace is an atomic rename. Its name
     does not keep the suffix of `path`, so writers must not infer the format from the name.
+    Temporaries of `path` left by a killed writer (SIGKILL runs no cleanup) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'[0-9a-f]' * 16}.tmp"):
+        stale.unlink(missing_ok=True)
     # Not mkstemp: it creates the file with mode 0600; the writer creates it with the umask's mode.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:

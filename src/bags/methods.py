@@ -39,6 +39,7 @@ from bags.groups import assign_groups
 from bags.losses import effective_number_weights, eql_threshold, reweight_weights
 from bags.posthoc import class_centres, tau_normalize
 from bags.sampling import class_balanced_indices, repeat_factors, repeated_indices, tail_images
+from bags.values import is_number
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _number(
     ``low_allowed``) and below ``high``."""
     value = options.get(key, default)
     fits = False
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value):
         fits = (low <= value if low_allowed else low < value) and value < high
     if not fits:
         bounds = f"{'>=' if low_allowed else '>'} {low:g}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bags.values import finite, is_int
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,25 @@ def load_annotations(
         raise FileNotFoundError(f"{path}: annotation file not found")
     try:
         data = _read_json(path, keep_segmentation)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise _fail(path, f"not valid JSON ({error})") from error
+    check_annotations(data, path, on_bad, keep_outside=keep_outside)
+    return data
+
+
+def check_annotations(
+    data: Any,
+    path: Path,
+    on_bad: str = "stop",
+    *,
+    keep_outside: bool = False,
+    keep_crowd: bool = False,
+) -> None:
+    """Check parsed annotations as ``load_annotations`` does: the one check of every reader.
+
+    Bad annotations stop or are removed from ``data`` (``on_bad``); crowd regions are removed
+    too unless ``keep_crowd`` (evaluation keeps the file's annotations as they are).
+    """
     if not isinstance(data, dict):
         raise _fail(path, "expected a JSON object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
@@ -60,7 +78,7 @@ def load_annotations(
     for annotation in data["annotations"]:
         problem = _problem(annotation, sizes, category_ids, seen, keep_outside)
         if problem is None:
-            if annotation.get("iscrowd"):
+            if annotation.get("iscrowd") and not keep_crowd:
                 crowds += 1  # COCO crowd regions are neither trained on nor counted
             else:
                 kept.append(annotation)
@@ -72,15 +90,15 @@ def load_annotations(
         skipped[reason] += 1
     if crowds:
         log.info("%s: left out %d crowd annotation(s)", path, crowds)
-    if skipped or crowds:
-        data["annotations"] = kept
+    if skipped:
         log.warning(
             "%s: skipped %d bad annotation(s): %s",
             path,
             sum(skipped.values()),
             ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()),
         )
-    return data
+    if skipped or crowds:
+        data["annotations"] = kept
 
 
 def _category_ids(categories: list, path: Path) -> set[int]:
@@ -89,7 +107,7 @@ def _category_ids(categories: list, path: Path) -> set[int]:
         raise _fail(path, "no categories: 'categories' is an empty list")
     ids: set[int] = set()
     for category in categories:
-        if not isinstance(category, dict) or not isinstance(category.get("id"), int):
+        if not isinstance(category, dict) or not is_int(category.get("id")):
             raise _fail(path, f"category {category!r}: expected an integer 'id'")
         if category["id"] in ids:
             raise _fail(path, f"category {category['id']}: id used by an earlier category")
@@ -101,13 +119,13 @@ def _image_sizes(images: list, path: Path) -> dict[int, tuple[int, int]]:
     """(width, height) by image id; an id used twice, or a bad size or path, is an error."""
     sizes: dict[int, tuple[int, int]] = {}
     for image in images:
-        if not isinstance(image, dict) or not isinstance(image.get("id"), int):
+        if not isinstance(image, dict) or not is_int(image.get("id")):
             raise _fail(path, f"image {image!r}: expected an integer 'id'")
         if image["id"] in sizes:
             # Never skipped: which image its annotations belong to is unknown.
             raise _fail(path, f"image {image['id']}: id used by an earlier image")
         for field in ("width", "height"):
-            if not isinstance(image.get(field), int) or image[field] <= 0:
+            if not is_int(image.get(field)) or image[field] <= 0:
                 raise _fail(path, f"image {image['id']}: {field!r} must be a positive integer")
         if "file_name" not in image and "coco_url" not in image:
             raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
@@ -145,21 +163,25 @@ def _problem(
     if not isinstance(annotation, dict):
         return "not an object", "expected an object"
     if "id" in annotation:
-        if not isinstance(annotation["id"], int):
+        if not is_int(annotation["id"]):
             return "malformed id", f"'id' must be an integer, got {annotation['id']!r}"
         if annotation["id"] in seen:
             return "duplicate id", "id used by an earlier annotation"
         seen.add(annotation["id"])
-    image = sizes.get(annotation.get("image_id"))
+    image_id = annotation.get("image_id")
+    image = sizes.get(image_id) if is_int(image_id) else None
     if image is None:
-        return "unknown image_id", f"unknown image_id {annotation.get('image_id')!r}"
-    if annotation.get("category_id") not in category_ids:
-        return "unknown category_id", f"unknown category_id {annotation.get('category_id')!r}"
+        return "unknown image_id", f"unknown image_id {image_id!r}"
+    category_id = annotation.get("category_id")
+    if not is_int(category_id) or category_id not in category_ids:
+        return "unknown category_id", f"unknown category_id {category_id!r}"
+    if annotation.get("iscrowd", 0) not in (0, 1):
+        return "malformed iscrowd", f"'iscrowd' must be 0 or 1, got {annotation['iscrowd']!r}"
     box = annotation.get("bbox")
     if not _four_numbers(box):
         return "malformed bbox", f"'bbox' must be [x, y, width, height], got {box!r}"
     x, y, w, h = box
-    if not math.isfinite(x + y + w + h):  # NaN or infinity in any of them (JSON allows both)
+    if not finite(x + y + w + h):  # NaN or infinity in any of them (JSON allows both)
         return "non-finite bbox", f"'bbox' must hold finite numbers, got {box!r}"
     if w <= 0 or h <= 0:
         return "non-positive size", f"bbox width and height must be > 0, got {box!r}"
@@ -184,10 +206,10 @@ def _four_numbers(box: Any) -> bool:
         return False
     x, y, w, h = box
     return (
-        isinstance(x, _NUMBER)
-        and isinstance(y, _NUMBER)
-        and isinstance(w, _NUMBER)
-        and isinstance(h, _NUMBER)
+        type(x) in _NUMBER  # not isinstance: a JSON true is no coordinate
+        and type(y) in _NUMBER
+        and type(w) in _NUMBER
+        and type(h) in _NUMBER
     )
 
 

@@ -9,6 +9,8 @@ is found only when the image is decoded, and reported then with the file and the
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from pathlib import Path, PurePosixPath
 
@@ -25,6 +27,21 @@ class ImageFileError(OSError):
     """An image file that cannot be used; the message names the file and the image id."""
 
 
+def _inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` under ``root`` stays in it once links are resolved (the root itself may
+    be a link). Folders are resolved once each: on LVIS, 100k files share a few folders."""
+    real_root = _real(str(root))
+    real = os.path.join(_real(str(path.parent)), path.name)
+    if os.path.islink(real):
+        real = os.path.realpath(real)
+    return os.path.commonpath([real_root, real]) == real_root
+
+
+@functools.lru_cache(maxsize=4096)
+def _real(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
 def image_problem(root: Path, relative: str, width: int, height: int) -> tuple[str, str] | None:
     """(reason, detail) of what is wrong with the image file ``root / relative`` that the
     annotations say is ``width`` x ``height``, or None."""
@@ -32,6 +49,8 @@ def image_problem(root: Path, relative: str, width: int, height: int) -> tuple[s
     if PurePosixPath(relative).is_absolute() or ".." in parts:
         return "outside the image folder", "path leads outside the image folder"
     try:
+        if not _inside(root, root / relative):
+            return "outside the image folder", "path leads outside the image folder by a link"
         with open(root / relative, "rb") as file:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bags.data.annotations import frequency, load_annotations
+from bags.data.annotations import AnnotationError, frequency, load_annotations
 from bags.io import write_text_atomic
+from bags.values import is_int, is_number
 
 
 def add_lvis_fields(val_file: Path | str, image_counts: dict[int, int]) -> dict:
@@ -29,6 +30,38 @@ def add_lvis_fields(val_file: Path | str, image_counts: dict[int, int]) -> dict:
         _, _, w, h = annotation["bbox"]
         annotation.setdefault("area", w * h)
     return data
+
+
+FREQUENCIES = ("r", "c", "f")
+
+
+def check_lvis_fields(data: dict, path: Path) -> None:
+    """The fields LVIS evaluation reads, checked on annotations that passed
+    ``check_annotations``: each image's ``neg_category_ids`` and ``not_exhaustive_category_ids``
+    lists of known category ids, each category's ``frequency`` r, c or f, each annotation's
+    ``area`` a finite number."""
+    known = {category["id"] for category in data["categories"]}
+    for image in data["images"]:
+        for field in ("neg_category_ids", "not_exhaustive_category_ids"):
+            ids = image.get(field)
+            if not isinstance(ids, list) or not all(is_int(i) and i in known for i in ids):
+                raise AnnotationError(
+                    f"{path}: image {image['id']}: {field!r} must be a list of known category "
+                    f"ids, got {ids!r}"[:300]
+                )
+    for category in data["categories"]:
+        if category.get("frequency") not in FREQUENCIES:
+            raise AnnotationError(
+                f"{path}: category {category['id']}: 'frequency' must be one of "
+                f"{', '.join(FREQUENCIES)}, got {category.get('frequency')!r}"
+            )
+    for annotation in data["annotations"]:
+        area = annotation.get("area")
+        if not is_number(area):
+            raise AnnotationError(
+                f"{path}: annotation {annotation.get('id')!r}: 'area' must be a finite number, "
+                f"got {area!r}"
+            )
 
 
 def lvis_fields_job(annotations: Path, counts: Path, out: Path) -> None:

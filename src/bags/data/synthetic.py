@@ -33,6 +33,7 @@ from PIL import Image
 
 from bags.data.annotations import frequency
 from bags.io import atomic_path
+from bags.values import MAX_SEED, is_int, is_number
 
 SHAPES = (
     "square",
@@ -58,6 +59,8 @@ HUE_SATURATION, HUE_VALUE = 0.8, 0.9  # of the ``hues`` palette's colours
 STYLES = ("solid", "striped", "checked", "outlined")
 RARE_BELOW = 10  # fewer training instances: rare, never shown by a pretraining set
 
+MOST = 100_000  # classes of a tier, instances of a class: the config schema's bound too
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -82,9 +85,6 @@ class SyntheticSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def whole(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
         keys = (
             "image_size",
             "min_size",
@@ -95,17 +95,17 @@ class SyntheticSpec:
             "rare_styles",
         )
         for key in keys:
-            if not whole(getattr(self, key)) or getattr(self, key) < 1:
+            if not is_int(getattr(self, key)) or getattr(self, key) < 1:
                 raise ValueError(f"synthetic spec: {key!r} must be an integer >= 1")
-        if not whole(self.val_per_class) or self.val_per_class < 0:
+        if not is_int(self.val_per_class) or self.val_per_class < 0:
             raise ValueError("synthetic spec: 'val_per_class' must be an integer >= 0")
-        if not whole(self.seed) or self.seed < 0:
-            raise ValueError("synthetic spec: 'seed' must be an integer >= 0")
-        if not whole(self.styles) or not self.rare_styles <= self.styles <= len(STYLES):
+        if not is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"synthetic spec: 'seed' must be an integer from 0 to {MAX_SEED}")
+        if not is_int(self.styles) or not self.rare_styles <= self.styles <= len(STYLES):
             raise ValueError(f"synthetic spec: need 1 <= rare_styles <= styles <= {len(STYLES)}")
-        if self.hues is not None and (not whole(self.hues) or not 2 <= self.hues <= 360):
+        if self.hues is not None and (not is_int(self.hues) or not 2 <= self.hues <= 360):
             raise ValueError("synthetic spec: 'hues' must be null or an integer from 2 to 360")
-        if not isinstance(self.tint_noise, int | float) or not 0 <= self.tint_noise <= 255:
+        if not is_number(self.tint_noise) or not 0 <= self.tint_noise <= 255:
             raise ValueError("synthetic spec: 'tint_noise' must be a number from 0 to 255")
         if self.min_objects > self.max_objects:
             raise ValueError("synthetic spec: need min_objects <= max_objects")
@@ -116,11 +116,22 @@ class SyntheticSpec:
             not isinstance(tiers, list | tuple)
             or not tiers
             or not all(
-                isinstance(tier, list | tuple) and len(tier) == 3 and all(map(whole, tier))
+                isinstance(tier, list | tuple) and len(tier) == 3 and all(map(is_int, tier))
                 for tier in tiers
             )
         ):
             raise ValueError("synthetic spec: 'train_counts' must be [[n, low, high], ...]")
+        for n, low, high in tiers:
+            if not (1 <= n <= MOST and 1 <= low <= high <= MOST):
+                raise ValueError(
+                    f"synthetic spec: 'train_counts' tier {[n, low, high]} needs "
+                    f"1 <= n <= {MOST} and 1 <= low <= high <= {MOST}"
+                )
+        if len(tiers) > 100 or self.image_size > 4096 or self.max_objects > 1000:
+            raise ValueError(
+                "synthetic spec: at most 100 tiers, image_size 4096 and max_objects 1000 "
+                "(the config schema's bounds)"
+            )
 
 
 def colour_names(hues: int | None = None) -> list[str]:

@@ -38,6 +38,7 @@ from bags.groups import read_groups_file
 from bags.io import atomic_path
 from bags.methods import EpochImages, MethodSpec, TrainingStats
 from bags.roi_heads import TORCHVISION_BOX_BETA
+from bags.values import MAX_SEED, is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,6 @@ _REALS = {
 }
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, float)
-
-
 def _check_settings(config: TrainConfig) -> None:
     """One clear error for a setting of the wrong kind or out of range."""
 
@@ -144,43 +137,36 @@ def _check_settings(config: TrainConfig) -> None:
 
     for key, least in _INTEGERS.items():
         value = getattr(config, key)
-        if not _is_int(value) or value < least:
+        if not is_int(value) or value < least:
             raise fail(key, f"an integer >= {least}")
     for key, (low, high) in _REALS.items():
         value = getattr(config, key)
-        real = _is_int(value) or isinstance(value, float)
-        if not (real and math.isfinite(value) and low <= value <= high) or (
-            key == "lr" and value == 0
-        ):
+        if not (is_number(value) and low <= value <= high) or (key == "lr" and value == 0):
             raise fail(key, f"a number in [{low}, {high}]" + (", not 0" if key == "lr" else ""))
-    if not _is_int(config.seed):
-        raise fail("seed", "an integer")
+    if not (is_int(config.seed) and 0 <= config.seed <= MAX_SEED):
+        raise fail("seed", f"an integer from 0 to {MAX_SEED}")
     if config.base_batch_size is not None and not (
-        _is_int(config.base_batch_size) and config.base_batch_size >= 1
+        is_int(config.base_batch_size) and config.base_batch_size >= 1
     ):
         raise fail("base_batch_size", "an integer >= 1")
-    if not isinstance(config.milestones, list | tuple) or not all(map(_is_int, config.milestones)):
+    if not isinstance(config.milestones, list | tuple) or not all(map(is_int, config.milestones)):
         raise fail("milestones", "a list of epochs")
-    if config.grad_clip is not None and not (
-        (_is_int(config.grad_clip) or isinstance(config.grad_clip, float))
-        and math.isfinite(config.grad_clip)
-        and config.grad_clip > 0
-    ):
+    if config.grad_clip is not None and not (is_number(config.grad_clip) and config.grad_clip > 0):
         raise fail("grad_clip", "a number > 0, or null")
     for key in ("hflip", "group_orientation"):
         if not isinstance(getattr(config, key), bool):
             raise fail(key, "true or false")
     if config.loss_images is not None and not (
-        _is_int(config.loss_images) and config.loss_images >= 1
+        is_int(config.loss_images) and config.loss_images >= 1
     ):
         raise fail("loss_images", "an integer >= 1, or null")
     if config.batch_size % (config.loss_images or 1):
         raise fail("batch_size", f"a multiple of loss_images ({config.loss_images})")
     border = config.rpn_allowed_border
-    if border is not None and not (_is_real(border) and math.isfinite(border) and border >= 0):
+    if border is not None and not (is_number(border) and border >= 0):
         raise fail("rpn_allowed_border", "a number >= 0, or null")
     beta = config.box_loss_beta
-    if not (_is_real(beta) and math.isfinite(beta) and beta > 0):
+    if not (is_number(beta) and beta > 0):
         raise fail("box_loss_beta", "a number > 0")
     if not isinstance(config.extra, dict):
         raise fail("extra", "an object")
