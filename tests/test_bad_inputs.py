@@ -34,6 +34,7 @@ from PIL import Image
 
 from bags.cli import main
 from bags.data.synthetic import SyntheticSpec, generate
+from bags.engine.checkpoints import RESUMED
 from tests.helpers import TINY_SPEC, TINY_TRAIN, train_command
 from tests.test_download import DATA, _Server
 
@@ -191,6 +192,19 @@ def linked_outside(path: Path, record: dict) -> None:
     path.symlink_to(moved)
 
 
+def one_category(a: Assets, folder: Path) -> list:
+    """``infer`` of the trained model on a val file of its first category only."""
+
+    def keep_first(d: dict) -> None:
+        first = d["categories"][0]["id"]
+        d["categories"] = d["categories"][:1]
+        d["annotations"] = [x for x in d["annotations"] if x["category_id"] == first]
+
+    val = edited(a.data / "val.json", folder / "val.json", keep_first)
+    return ["infer", "--model-file", a.model, "--annotations", val, "--images",
+            a.data / "images", "--out", folder / "out", *INFER]  # fmt: skip
+
+
 def linked_folder(a: Assets, folder: Path) -> list:
     """``infer`` over an image folder that is itself a link (as the pipeline links LVIS's)."""
     shutil.copytree(a.data / "images" / "val", folder / "real" / "val")
@@ -231,6 +245,21 @@ def checkpoint(content: Callable[[Path], object]):
         else:
             torch.save(item, path)
         return training()(a, folder)
+
+    return build
+
+
+def tampered(change: Callable[[dict], object]):
+    """``train`` as the assets' model was trained, resuming the last checkpoint of that run
+    changed by ``change``: its tags (settings, data, code) still match."""
+
+    def build(a: Assets, folder: Path) -> list:
+        (folder / "work").mkdir()
+        made = sorted((a.model.parent / "work").glob("step_*.pt"))[-1]
+        state = torch.load(made, weights_only=True)
+        change(state)
+        torch.save(state, folder / "work" / made.name)
+        return training(SHORT)(a, folder)
 
     return build
 
@@ -549,6 +578,8 @@ CASES = [
     Case("image link leaving the folder", infer(linked_outside),
          (VAL_IMAGE, "outside the image folder by a link")),
     Case("image folder itself a link", linked_folder, status=0, check=succeeded_with("")),
+    Case("a model's classes against a val file of one", one_category,
+         ("model.pt: a detector of", "val.json has 1")),
     # Training settings and method options.
     Case("batch_size 0", training({**SHORT, "batch_size": 0}), "'batch_size'", outputs=TRAINED),
     Case("epochs as text", training({**SHORT, "epochs": "2"}), "'epochs'", outputs=TRAINED),
@@ -582,6 +613,16 @@ CASES = [
          "step_000000003.pt: not a readable checkpoint", outputs=TRAINED),
     Case("checkpoint without state", checkpoint(lambda f: {"step": 3}),
          "not a training checkpoint", outputs=TRAINED),
+    Case("checkpoint settings a list",
+         checkpoint(lambda f: {key: [] for key in [*RESUMED, "settings"]}),
+         "its 'settings' are no mapping", outputs=TRAINED),
+    Case("checkpoint step as text", tampered(lambda s: s.update(step="3")),
+         ("step_", "its state does not fit this run", "step '3'"), outputs=TRAINED),
+    Case("checkpoint partials malformed", tampered(lambda s: s.update(partials=[{"sums": 1}])),
+         ("its state does not fit this run", "'partials'"), outputs=TRAINED),
+    Case("checkpoint model of other shapes",
+         tampered(lambda s: s["model"].update({k: torch.zeros(1) for k in s["model"]})),
+         ("its state does not fit this run", "size mismatch"), outputs=TRAINED),
     Case("start model with a pickle payload", training(SHORT, None, "--start", poisoned_model),
          "poisoned.pt", outputs=TRAINED),
     Case("post-hoc baseline with a pickle payload",

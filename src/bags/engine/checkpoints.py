@@ -76,6 +76,8 @@ def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[
     if missing:
         raise ValueError(f"{path}: not a training checkpoint (lacks {missing})")
     made_with = state.get("settings", {})
+    if not isinstance(made_with, dict) or not isinstance(made_with.get("train", {}), dict):
+        raise ValueError(f"{path}: not a training checkpoint (its 'settings' are no mapping)")
     if made_with != settings:
         changed = sorted(
             key

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bags.data.dataset import DetectionDataset, collate
 from bags.data.download import sha256_file
 from bags.detector import backbone_features
-from bags.engine.model_files import load_model
+from bags.engine.model_files import check_classes, load_model
 from bags.io import atomic_path
 from bags.safe_load import load_weights_only
 
@@ -156,11 +156,13 @@ def cache_job(
     """``train.pt`` and ``val.pt`` in ``out_dir``: the frozen model's features of every
     training RoI candidate and of every val image's test-time proposals, each recording the
     sha256 of the model file."""
-    model, _ = load_model(model_file)
+    model, meta = load_model(model_file)
     made_from = sha256_file(model_file)
     options = data_options or {}
     train_set = DetectionDataset(train, images, **options)
     val_set = DetectionDataset(val, images, **options)  # both checked before anything is written
+    check_classes(model_file, meta, train_set.num_classes, train)
+    check_classes(model_file, meta, val_set.num_classes, val)
     training = training_features(model, train_set, batch_size)
     save_features(training, Path(out_dir) / "train.pt", made_from)
     scoring = scoring_features(model, val_set, batch_size)

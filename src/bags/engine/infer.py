@@ -73,10 +73,11 @@ def infer_job(
     data_options: dict | None = None,
 ) -> int:
     """Detections of a model file on a dataset, as an LVIS results JSON. Returns the count."""
-    from bags.engine.model_files import load_model
+    from bags.engine.model_files import check_classes, load_model
     from bags.engine.train import pick_device
 
-    model, _ = load_model(model_file, score_thresh, detections_per_img)
+    model, meta = load_model(model_file, score_thresh, detections_per_img)
     dataset = DetectionDataset(annotations, images, **(data_options or {}))
+    check_classes(model_file, meta, dataset.num_classes, annotations)
     target = pick_device(device)
     return predict_to_file(model, dataset, out, batch_size, target, workers)

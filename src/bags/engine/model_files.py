@@ -72,6 +72,14 @@ def load_model(
     return model, content["meta"]
 
 
+def check_classes(model_file: Path | str, meta: dict[str, Any], count: int, source: Path) -> None:
+    """A detector labels only data of its own number of classes (``count`` in ``source``)."""
+    if meta["num_classes"] != count:
+        raise ValueError(
+            f"{model_file}: a detector of {meta['num_classes']} classes; {source} has {count}"
+        )
+
+
 def write_norms(model: FasterRCNN, counts: pd.DataFrame, out: Path | str) -> None:
     """The per-class weight norms of the model's last layer beside the class counts (CSV)."""
     if len(counts) != num_classes_of(model):

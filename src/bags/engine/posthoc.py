@@ -10,7 +10,7 @@ import torch
 
 from bags.data.counts import read_counts
 from bags.data.dataset import DetectionDataset
-from bags.engine.model_files import load_model, make_detector, save_model
+from bags.engine.model_files import check_classes, load_model, make_detector, save_model
 from bags.engine.train import pick_device
 from bags.io import atomic_path
 from bags.methods import MethodSpec, PosthocData, TrainingStats
@@ -44,6 +44,8 @@ def posthoc_job(
     model.to(target)
     table = read_counts(counts)
     train = DetectionDataset(annotations, images, **options)
+    check_classes(baseline, meta, train.num_classes, annotations)
+    check_classes(baseline, meta, len(table), counts)
     stats = TrainingStats.from_dataset(train, table)
     data = PosthocData(
         train=train,

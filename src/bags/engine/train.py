@@ -38,6 +38,7 @@ from bags.groups import read_groups_file
 from bags.io import atomic_path
 from bags.methods import EpochImages, MethodSpec, TrainingStats
 from bags.roi_heads import TORCHVISION_BOX_BETA
+from bags.safe_load import one_line
 from bags.values import MAX_SEED, is_int, is_number
 
 log = logging.getLogger(__name__)
@@ -413,14 +414,33 @@ class _Run:
             why = "trained on other data, discarded" if other_data else "by a run that had finished"
             log.warning("%s: %s, %s; starting over", other.path, other.reason, why)
             return
+        try:
+            self._take(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+            # made by this code with these settings, yet not what it saves: a damaged file
+            raise ValueError(
+                f"{checkpoint}: its state does not fit this run ({one_line(error)}); "
+                f"delete {self.work_dir} to start over"
+            ) from error
+        log.info("resuming from %s (step %d of %d)", checkpoint, self.step, self.starts[-1])
+
+    def _take(self, state: dict) -> None:
+        """The model, optimizer, schedule, scaler, step, log and partial sums of ``state``."""
+        step, rows, partials = state["step"], state["rows"], state["partials"]
+        if not (is_int(step) and 0 <= step <= self.starts[-1]):
+            raise ValueError(f"step {step!r} is not one of this schedule's")
+        if not (isinstance(rows, list) and all(isinstance(row, dict) for row in rows)):
+            raise ValueError("'rows' is not a list of log rows")
+        if partials is not None and len(partials) != self.workers.world_size:
+            raise ValueError("'partials' has no entry for each process")
+        partial = partials[self.workers.rank] if partials else None
+        if partial is not None and not _is_partial(partial):
+            raise ValueError("'partials' are not running sums of an epoch")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step, self.rows = state["step"], state["rows"]
-        partials = state["partials"]
-        self.partial = partials[self.workers.rank] if partials else None
-        log.info("resuming from %s (step %d of %d)", checkpoint, self.step, self.starts[-1])
+        self.step, self.rows, self.partial = step, rows, partial
 
     def _save(self) -> None:
         _save(self.work_dir, self.step, self.settings, self.version, self.model, self.optimizer,
@@ -520,6 +540,19 @@ def _keep_rng(partial: dict, device: torch.device) -> None:
     partial["rng"] = torch.get_rng_state()
     if device.type == "cuda":
         partial["cuda_rng"] = torch.cuda.get_rng_state(device)
+
+
+def _is_partial(partial: Any) -> bool:
+    """Whether a checkpoint's ``partial`` is what ``_keep_rng`` and the step loop keep."""
+    return (
+        isinstance(partial, dict)
+        and isinstance(partial.get("sums"), dict)
+        and all(is_number(value) for value in partial["sums"].values())
+        and is_int(partial.get("images"))
+        and is_number(partial.get("seconds"))
+        and isinstance(partial.get("rng"), torch.Tensor)
+        and partial["rng"].dtype == torch.uint8
+    )
 
 
 def _restore_rng(partial: dict, device: torch.device) -> None:
