@@ -476,6 +476,12 @@ def synthesize_without_tiers(a: Assets, folder: Path) -> list:
     return ["synthesize", "--spec", '{"train_counts": []}', "--out", folder / "out"]
 
 
+def out_a_folder(a: Assets, folder: Path) -> list:
+    (folder / "taken").mkdir()
+    return ["count", "--annotations", a.data / "train.json", "--out", folder / "taken",
+            "--on-bad", "stop"]  # fmt: skip
+
+
 def file_url(a: Assets, folder: Path) -> list:
     return ["download", "--url", "file:///etc/passwd", "--out", folder / "out"]
 
@@ -731,6 +737,7 @@ CASES = [
          "'seed'"),
     Case("heldout seed past 32 bits", heldout("--seed", str(2**40)), "--seed", 2),
     Case("table metrics with NaN", table_with_nan, "m.json"),
+    Case("--out an existing folder", out_a_folder, "Is a directory: '", outputs=()),
 ]
 # fmt: on
 
@@ -834,5 +841,6 @@ def test_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
     assert lines[0].startswith(f"bags {argv[0]}: error: "), lines[0]
     for text in (case.says,) if isinstance(case.says, str) else case.says:
         assert text in lines[0], lines[0]
+    assert ".tmp" not in lines[0], "the error names a hidden temporary"
     for output in case.outputs:
         assert not (folder / output).exists(), f"{output} left behind"

@@ -458,6 +458,10 @@ def convergence_entries():
     return entries
 
 
+# A user's files and folders, read where they are: each must exist before any job runs.
+EXISTING = {"train": "file", "val": "file", "images": "folder", "annotations": "folder"}
+
+
 def check_ordered(where, settings, *pairs):
     """Each (low, high) pair of settings given in order: low <= high."""
     for low, high in pairs:
@@ -481,6 +485,12 @@ for _dataset in config["datasets"]:
     for _tier in _spec.get("train_counts", []):
         if _tier[1] > _tier[2]:
             config_error(f"{_where}: train_counts tier {_tier}: fewest exceeds most")
+    for _key, _kind in EXISTING.items():
+        _given = _spec.get(_key)
+        if _given and not (os.path.isfile if _kind == "file" else os.path.isdir)(
+            _given
+        ):
+            config_error(f"{_where}.{_key}: no {_kind} {_given!r} (from {os.getcwd()})")
 check_ordered("model", config["model"], ("min_size", "max_size"))
 for _name, _entry in METHODS.items():
     check_ordered(
