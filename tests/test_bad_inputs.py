@@ -205,6 +205,37 @@ def one_category(a: Assets, folder: Path) -> list:
             a.data / "images", "--out", folder / "out", *INFER]  # fmt: skip
 
 
+def other_ids(a: Assets, folder: Path) -> list:
+    """``infer`` on a val file whose categories have other ids, as many as the model's."""
+
+    def shift(d: dict) -> None:
+        for record in d["categories"]:
+            record["id"] += 10
+        for record in d["annotations"]:
+            record["category_id"] += 10
+        for record in d["images"]:
+            record["neg_category_ids"] = [i + 10 for i in record.get("neg_category_ids", [])]
+
+    val = edited(a.data / "val.json", folder / "val.json", shift)
+    return ["infer", "--model-file", a.model, "--annotations", val, "--images",
+            a.data / "images", "--out", folder / "out", *INFER]  # fmt: skip
+
+
+def stem_over_input(a: Assets, folder: Path) -> list:
+    (folder / "m.json").write_text('{"AP": 1.0, "APr": 1.0}')
+    (folder / "m.md").write_text("kept")
+    return ["table", "--metrics", f"a={folder / 'm.json'}", f"b={folder / 'm.md'}", "--caption",
+            "", "--out-stem", folder / "m"]  # fmt: skip
+
+
+def dir_over_input(a: Assets, folder: Path) -> list:
+    shutil.copy(a.model, folder / "model.pt")
+    return ["cache", "--model-file", folder / "model.pt", "--train", a.data / "train.json",
+            "--val", a.data / "val.json", "--images", a.data / "images", "--out-dir", folder,
+            "--batch-size", "4", "--on-bad", "stop", "--image-paths", "file_name",
+            "--threads", "1"]  # fmt: skip
+
+
 def linked_folder(a: Assets, folder: Path) -> list:
     """``infer`` over an image folder that is itself a link (as the pipeline links LVIS's)."""
     shutil.copytree(a.data / "images" / "val", folder / "real" / "val")
@@ -338,15 +369,20 @@ def counts_file(text: str):
     return build
 
 
-def evaluation(gt_change=None, detections=None, *options: str):
+def evaluation(gt_change=None, detections=None, *options: str, counts: str | None = None):
+    """``evaluate``; ``counts`` replaces the training counts CSV's text."""
+
     def build(a: Assets, folder: Path) -> list:
+        if counts is not None:
+            (folder / "counts.csv").write_text(counts)
         gt = edited(a.data / "val.json", folder / "gt.json", gt_change or (lambda d: None))
         image = first_val_image(a)["id"]
         found = detections or [{"image_id": image, "category_id": 1, "bbox": [1, 2, 9, 9],
                                 "score": 0.5}]  # fmt: skip
         (folder / "det.json").write_text(json.dumps(found))
         return ["evaluate", "--annotations", gt, "--detections", folder / "det.json",
-                "--counts", a.counts, "--edges", "10", "100", "--backend", "faster",
+                "--counts", a.counts if counts is None else folder / "counts.csv",
+                "--edges", "10", "100", "--backend", "faster",
                 "--out", folder / "out", *(options or ("--detections-per-img", "300"))]  # fmt: skip
 
     return build
@@ -556,6 +592,12 @@ CASES = [
     Case("annotation category_id true",
          count(lambda d: d["annotations"][0].update(category_id=True)),
          "annotation 1: unknown category_id True"),
+    Case("file_name a number", count(lambda d: d["images"][0].update(file_name=5)),
+         "bad.json: image 1: 'file_name' must be a non-empty string"),
+    Case("category name a list", count(lambda d: d["categories"][0].update(name=["a"])),
+         "bad.json: category 1: 'name' must be a string"),
+    Case("category frequency 5", count(lambda d: d["categories"][0].update(frequency=5)),
+         "bad.json: category 1: 'frequency' must be r, c or f"),
     Case("iscrowd as text", count(lambda d: d["annotations"][0].update(iscrowd="yes")),
          "annotation 1: 'iscrowd' must be 0 or 1"),
     # Images: checked when a dataset is made; damage found only by decoding, when it is met.
@@ -585,7 +627,12 @@ CASES = [
          (VAL_IMAGE, "outside the image folder by a link")),
     Case("image folder itself a link", linked_folder, status=0, check=succeeded_with("")),
     Case("a model's classes against a val file of one", one_category,
-         ("model.pt: a detector of", "val.json has 1")),
+         ("model.pt: a detector of", "the 1 of", "val.json")),
+    Case("a model's categories against other ids", other_ids,
+         ("model.pt: a detector of", "other categories", "val.json")),
+    Case("infer --device bogus", infer(lambda p, r: None, "--device", "bogus"), "--device 'bogus'"),
+    Case("infer --threads 10**20", infer(lambda p, r: None, "--threads", str(10**20)),
+         "--threads", 2),
     # Training settings and method options.
     Case("batch_size 0", training({**SHORT, "batch_size": 0}), "'batch_size'", outputs=TRAINED),
     Case("epochs as text", training({**SHORT, "epochs": "2"}), "'epochs'", outputs=TRAINED),
@@ -604,6 +651,8 @@ CASES = [
          ("groups.json", "other categories"), outputs=TRAINED),
     Case("groups file: not groups", groups_file(lambda d: d.pop("groups")),
          ("groups.json", "groups"), outputs=TRAINED),
+    Case("groups file: num_classes as text", groups_file(lambda d: d.update(num_classes="5")),
+         ("groups.json", "expected an integer, got '5'"), outputs=TRAINED),
     Case("focal gamma as text", training(SHORT, {"loss": "focal", "loss_options": {"gamma": "2"}}),
          "'gamma'", outputs=TRAINED),
     Case("rfs t negative", training(SHORT, {"sampler": "rfs", "sampler_options": {"t": -1}}),
@@ -626,6 +675,10 @@ CASES = [
          ("step_", "its state does not fit this run", "step '3'"), outputs=TRAINED),
     Case("checkpoint partials malformed", tampered(lambda s: s.update(partials=[{"sums": 1}])),
          ("its state does not fit this run", "'partials'"), outputs=TRAINED),
+    Case("checkpoint step negative", tampered(lambda s: s.update(step=-5)),
+         "step -5 does not follow", outputs=TRAINED),
+    Case("checkpoint log emptied", tampered(lambda s: s.update(rows=[])),
+         "does not follow 0 logged epoch(s)", outputs=TRAINED),
     Case("checkpoint model of other shapes",
          tampered(lambda s: s["model"].update({k: torch.zeros(1) for k in s["model"]})),
          ("its state does not fit this run", "size mismatch"), outputs=TRAINED),
@@ -647,6 +700,19 @@ CASES = [
          model_file(lambda c, f: c["meta"].update(num_classes="5")), "num_classes"),
     Case("model: unknown arch option",
          model_file(lambda c, f: c["meta"]["arch"].update(speed=2)), "model.pt"),
+    Case("model: arch channels -1",
+         model_file(lambda c, f: c["meta"]["arch"].update(channels=-1)),
+         "model.pt: its description makes no detector"),
+    Case("model: num_classes 10**13",
+         model_file(lambda c, f: c["meta"].update(num_classes=10**13)), "num_classes"),
+    Case("model: a weight NaN",
+         model_file(lambda c, f: next(iter(c["state_dict"].values())).fill_(NAN)),
+         "holds NaN or infinity"),
+    Case("model: weights by number",
+         model_file(lambda c, f: c.update(state_dict={5: torch.zeros(1)})),
+         "model.pt: weights are not tensors by name"),
+    Case("model: category_ids text",
+         model_file(lambda c, f: c["meta"].update(category_ids="1,2")), "category_ids"),
     Case("cache of another model", head(baseline=retrained), "made from another model",
          outputs=HEADS),
     Case("cache with a pickle payload", head(cache=poisoned_cache), "train.pt", outputs=HEADS),
@@ -688,11 +754,27 @@ CASES = [
          f"gt.json: image {VAL_ID}: 'not_exhaustive_category_ids' must be a list"),
     Case("ground truth frequency unknown",
          evaluation(lambda d: d["categories"][0].update(frequency="x")),
-         "gt.json: category 1: 'frequency' must be one of r, c, f, got 'x'"),
+         "gt.json: category 1: 'frequency' must be r, c or f"),
+    Case("ground truth frequency missing",
+         evaluation(lambda d: d["categories"][0].pop("frequency")),
+         "gt.json: category 1: 'frequency' must be r, c or f, got None"),
     Case("ground truth image id a list", evaluation(gt_image(id=[1])),
          "gt.json: image {"),
     Case("ground truth annotation id 0", evaluation(gt_annotation(id=0)),
          "gt.json: annotation 0: 'id' must be an integer >= 1"),
+    Case("ground truth area negative", evaluation(gt_annotation(area=-5)),
+         "gt.json: annotation 1: 'area' must be a finite number >= 0"),
+    Case("ground truth box outside its image", evaluation(gt_annotation(bbox=[60, 60, 30, 30])),
+         "gt.json: annotation 1: bbox [60, 60, 30, 30] lies outside"),
+    Case("detection score 2", evaluation(None, detection(score=2)),
+         "det.json: entry 0 has score 2, not a number in [0, 1]"),
+    Case("detection box of negative width", evaluation(None, detection(bbox=[21, 28, -23, 23])),
+         "det.json: entry 0 has bbox [21, 28, -23, 23]"),
+    Case("evaluate --detections-per-img 2**63",
+         evaluation(None, None, "--detections-per-img", str(2**63)), "--detections-per-img", 2),
+    Case("counts of another training set",
+         evaluation(counts="category_id,name,instance_count\n999,x,5\n"),
+         "counts.csv: no training instance count for category"),
     Case("detection category_id a list", evaluation(None, detection(category_id=[1])),
          "det.json: entry 0 has unknown category_id [1]"),
     Case("detection image_id as text", evaluation(None, detection(image_id=str(VAL_ID))),
@@ -738,6 +820,8 @@ CASES = [
     Case("heldout seed past 32 bits", heldout("--seed", str(2**40)), "--seed", 2),
     Case("table metrics with NaN", table_with_nan, "m.json"),
     Case("--out an existing folder", out_a_folder, "Is a directory: '", outputs=()),
+    Case("--out-stem over its input", stem_over_input, "--out-stem", outputs=()),
+    Case("--out-dir holding its input", dir_over_input, "--out-dir", outputs=()),
 ]
 # fmt: on
 

@@ -41,19 +41,27 @@ def positive_int(text: str) -> int:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def seed(text: str) -> int:
     """A random generator's seed, 0 to 2**32 - 1."""
     value = _int(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {text!r}")
     return value
+
+
+def whole(low: int, high: int):
+    """An integer from ``low`` to ``high``: the config schema's bounds on a count that sizes
+    memory or threads (a stranger's 10**20 fails here, not deep in an allocator)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def probability(text: str) -> float:

@@ -17,11 +17,11 @@ from pathlib import Path
 from bags.arguments import (
     OneLineParser,
     beta,
-    non_negative_int,
     positive_int,
     probability,
     seed,
     share,
+    whole,
 )
 
 log = logging.getLogger("bags")
@@ -52,7 +52,9 @@ def _named_path(text: str) -> tuple[str, Path]:
 PATH = {"type": Path, "required": True}
 OPTIONAL_PATH = {"type": Path, "default": None}
 JSON = {"type": _json, "required": True}
-COUNT = {"type": positive_int, "required": True}
+COUNT = {"type": whole(1, 100_000), "required": True}  # detections, instances per class
+BATCH = {"type": whole(1, 4096), "required": True}
+WORKERS = {"type": whole(0, 256), "required": True}
 DATA = {
     "--on-bad": {"choices": ["stop", "skip"], "required": True},
     "--image-paths": {"choices": ["file_name", "coco_url"], "required": True},
@@ -140,7 +142,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--val": PATH,
             "--images": PATH,
             "--out-dir": PATH,
-            "--batch-size": COUNT,
+            "--batch-size": BATCH,
             **DATA,
         },
     ),
@@ -186,8 +188,8 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--annotations": PATH,
             "--images": PATH,
             "--out": PATH,
-            "--batch-size": COUNT,
-            "--workers": {"type": non_negative_int, "required": True},
+            "--batch-size": BATCH,
+            "--workers": WORKERS,
             "--device": {"default": "auto"},
             **SCORING,
             **DATA,
@@ -310,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         for option, keywords in options.items():
             command.add_argument(option, **keywords)
         if name in THREADED:
-            command.add_argument("--threads", type=positive_int, required=True)
+            command.add_argument("--threads", type=whole(1, 1024), required=True)
     return parser
 
 
@@ -326,17 +328,29 @@ def _paths(value) -> list[Path]:
 
 
 def refuse_output_over_input(options: dict) -> None:
-    """No command writes over one of its own inputs (``--out`` given as ``--annotations``)."""
-    outputs = {k: v for k, v in options.items() if k.startswith("out") or k == "epoch_log"}
+    """No command writes over one of its own inputs (``--out`` given as ``--annotations``, an
+    input under ``--out-dir``, or one of the files ``--out-stem`` writes)."""
+    outputs = {
+        k: v for k, v in options.items() if k.startswith("out") or k in ("epoch_log", "work_dir")
+    }
     inputs = {k: v for k, v in options.items() if k not in outputs}
     for out_key, out_value in outputs.items():
         for out in _paths(out_value):
             for in_key, in_value in inputs.items():
-                if any(out.resolve() == path.resolve() for path in _paths(in_value)):
+                if any(_writes_over(out_key, out, path) for path in _paths(in_value)):
                     raise ValueError(
-                        f"--{out_key.replace('_', '-')} {out} is also --"
-                        f"{in_key.replace('_', '-')}: refused, it would write over its input"
+                        f"--{out_key.replace('_', '-')} {out} would write over its input --"
+                        f"{in_key.replace('_', '-')}: refused"
                     )
+
+
+def _writes_over(key: str, out: Path, path: Path) -> bool:
+    out, path = out.resolve(), path.resolve()
+    if key.endswith("stem"):  # <stem>.csv, <stem>.md, ...
+        return path.parent == out.parent and path.name.startswith(f"{out.name}.")
+    if key.endswith("dir"):
+        return path == out or out in path.parents
+    return path == out
 
 
 def run(args: argparse.Namespace) -> None:

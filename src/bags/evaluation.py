@@ -73,9 +73,9 @@ def _drop_segmentation(record: dict) -> dict:
 
 
 def _check_gt(gt: Any, path: Path) -> None:
-    """The ground truth checked as every reader checks annotations (boxes outside their image
-    and crowd regions kept: the LVIS API scores them), plus the fields LVIS evaluation reads."""
-    check_annotations(gt, path, keep_outside=True, keep_crowd=True)
+    """The ground truth checked as every reader checks annotations (crowd regions kept: the
+    LVIS API scores them as ordinary boxes), plus the fields LVIS evaluation reads."""
+    check_annotations(gt, path, keep_crowd=True)
     check_lvis_fields(gt, path)
     for a in gt["annotations"]:
         # both evaluators mark a matched box by its id, and take 0 (or less) for "unmatched"
@@ -92,11 +92,13 @@ def _check_results(results: Any, gt: dict, path: Path) -> None:
         if not isinstance(r, dict) or any(k not in r for k in _RESULT_KEYS):
             raise ValueError(f"results {path}: entry {i} is not an object with keys {_RESULT_KEYS}")
         box = r["bbox"]
-        if not _is_box(box):
-            raise ValueError(f"results {path}: entry {i} has bbox {box!r}, not [x, y, w, h]")
-        if not is_number(r["score"]):
+        if not (_is_box(box) and box[2] >= 0 and box[3] >= 0):
             raise ValueError(
-                f"results {path}: entry {i} has score {r['score']!r}, not a finite number"
+                f"results {path}: entry {i} has bbox {box!r}, not [x, y, w, h] with w, h >= 0"
+            )
+        if not (is_number(r["score"]) and 0 <= r["score"] <= 1):
+            raise ValueError(
+                f"results {path}: entry {i} has score {r['score']!r}, not a number in [0, 1]"
             )
         if not is_int(r["category_id"]) or r["category_id"] not in cat_ids:
             raise ValueError(
@@ -104,6 +106,10 @@ def _check_results(results: Any, gt: dict, path: Path) -> None:
             )
         if not is_int(r["image_id"]) or r["image_id"] not in image_ids:
             raise ValueError(f"results {path}: entry {i} has unknown image_id {r['image_id']!r}")
+
+
+class MissingCount(ValueError):
+    """A category of the ground truth without a training instance count."""
 
 
 def _category_bins(
@@ -115,7 +121,7 @@ def _category_bins(
     bins: list[list[int]] = [[] for _ in range(len(edges) + 1)]
     for cat in gt["categories"]:
         if cat["id"] not in instance_counts:
-            raise ValueError(f"no training instance count for category {cat['id']}")
+            raise MissingCount(f"no training instance count for category {cat['id']}")
         bins[bin_index(instance_counts[cat["id"]], edges)].append(cat["id"])
     return bins
 
@@ -358,7 +364,12 @@ def evaluate_job(
 
     table = read_counts(counts)
     instance_counts = dict(zip(table["category_id"], table["instance_count"]))
-    metrics = evaluate(annotations, detections, instance_counts, edges, detections_per_img, backend)
+    try:
+        metrics = evaluate(
+            annotations, detections, instance_counts, edges, detections_per_img, backend
+        )
+    except MissingCount as error:
+        raise ValueError(f"{counts}: {error} (counts of another training set?)") from error
     write_metrics(metrics, out)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bags.bins import DEFAULT_EDGES, bin_index
+from bags.values import is_int
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,12 @@ class Groups:
         try:
             data = json.loads(text)
             groups = cls(
-                num_classes=int(data["num_classes"]),
-                members=tuple(tuple(int(c) for c in g["classes"]) for g in data["groups"]),
-                bins=tuple((int(g["bin"][0]), _optional_int(g["bin"][1])) for g in data["groups"]),
-                edges=tuple(int(e) for e in data["edges"]),
+                num_classes=_whole(data["num_classes"]),
+                members=tuple(tuple(map(_whole, g["classes"])) for g in data["groups"]),
+                bins=tuple(
+                    (_whole(g["bin"][0]), _optional_int(g["bin"][1])) for g in data["groups"]
+                ),
+                edges=tuple(map(_whole, data["edges"])),
             )
         except (KeyError, TypeError, IndexError, json.JSONDecodeError) as error:
             raise ValueError(f"not a groups JSON document: {error!r}") from error
@@ -128,8 +131,15 @@ class Groups:
         return groups
 
 
+def _whole(value: object) -> int:
+    """An integer as JSON writes it: not "5", 5.0 or true."""
+    if not is_int(value):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def _optional_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[arg-type]
+    return None if value is None else _whole(value)
 
 
 def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT_EDGES) -> Groups:

@@ -14,6 +14,9 @@ from bags.values import finite, is_int
 log = logging.getLogger(__name__)
 
 
+FREQUENCIES = ("r", "c", "f")  # LVIS's rare, common, frequent
+
+
 class AnnotationError(ValueError):
     """A malformed annotation file; the message names the file, the record and the field."""
 
@@ -111,6 +114,10 @@ def _category_ids(categories: list, path: Path) -> set[int]:
             raise _fail(path, f"category {category!r}: expected an integer 'id'")
         if category["id"] in ids:
             raise _fail(path, f"category {category['id']}: id used by an earlier category")
+        if not isinstance(category.get("name", ""), str):
+            raise _fail(path, f"category {category['id']}: 'name' must be a string")
+        if category.get("frequency", "r") not in FREQUENCIES:
+            raise _fail(path, f"category {category['id']}: 'frequency' must be r, c or f")
         ids.add(category["id"])
     return ids
 
@@ -129,6 +136,9 @@ def _image_sizes(images: list, path: Path) -> dict[int, tuple[int, int]]:
                 raise _fail(path, f"image {image['id']}: {field!r} must be a positive integer")
         if "file_name" not in image and "coco_url" not in image:
             raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
+        for field in ("file_name", "coco_url"):
+            if field in image and not (isinstance(image[field], str) and image[field]):
+                raise _fail(path, f"image {image['id']}: {field!r} must be a non-empty string")
         sizes[image["id"]] = (image["width"], image["height"])
     return sizes
 

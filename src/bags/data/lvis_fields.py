@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bags.data.annotations import AnnotationError, frequency, load_annotations
+from bags.data.annotations import FREQUENCIES, AnnotationError, frequency, load_annotations
 from bags.io import write_text_atomic
 from bags.values import is_int, is_number
 
@@ -32,14 +32,11 @@ def add_lvis_fields(val_file: Path | str, image_counts: dict[int, int]) -> dict:
     return data
 
 
-FREQUENCIES = ("r", "c", "f")
-
-
 def check_lvis_fields(data: dict, path: Path) -> None:
     """The fields LVIS evaluation reads, checked on annotations that passed
     ``check_annotations``: each image's ``neg_category_ids`` and ``not_exhaustive_category_ids``
     lists of known category ids, each category's ``frequency`` r, c or f, each annotation's
-    ``area`` a finite number."""
+    ``area`` a finite number >= 0."""
     known = {category["id"] for category in data["categories"]}
     for image in data["images"]:
         for field in ("neg_category_ids", "not_exhaustive_category_ids"):
@@ -52,15 +49,15 @@ def check_lvis_fields(data: dict, path: Path) -> None:
     for category in data["categories"]:
         if category.get("frequency") not in FREQUENCIES:
             raise AnnotationError(
-                f"{path}: category {category['id']}: 'frequency' must be one of "
-                f"{', '.join(FREQUENCIES)}, got {category.get('frequency')!r}"
+                f"{path}: category {category['id']}: 'frequency' must be r, c or f, got "
+                f"{category.get('frequency')!r}"
             )
     for annotation in data["annotations"]:
         area = annotation.get("area")
-        if not is_number(area):
+        if not (is_number(area) and area >= 0):
             raise AnnotationError(
-                f"{path}: annotation {annotation.get('id')!r}: 'area' must be a finite number, "
-                f"got {area!r}"
+                f"{path}: annotation {annotation.get('id')!r}: 'area' must be a finite number "
+                f">= 0, got {area!r}"
             )
 
 

@@ -40,4 +40,5 @@ def import_coco(weights: Path, annotations: Path, arch: dict, out: Path) -> None
         raise ValueError(
             f"{weights}: not torchvision's COCO Faster R-CNN ({one_line(error)})"
         ) from error
-    save_model(out, model, {"arch": arch, "num_classes": len(ids), "classifier": "softmax"})
+    meta = {"arch": arch, "num_classes": len(ids), "classifier": "softmax", "category_ids": ids}
+    save_model(out, model, meta)

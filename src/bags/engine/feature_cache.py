@@ -161,8 +161,8 @@ def cache_job(
     options = data_options or {}
     train_set = DetectionDataset(train, images, **options)
     val_set = DetectionDataset(val, images, **options)  # both checked before anything is written
-    check_classes(model_file, meta, train_set.num_classes, train)
-    check_classes(model_file, meta, val_set.num_classes, val)
+    for data, path in ((train_set, train), (val_set, val)):
+        check_classes(model_file, meta, [c["id"] for c in data.categories], path)
     training = training_features(model, train_set, batch_size)
     save_features(training, Path(out_dir) / "train.pt", made_from)
     scoring = scoring_features(model, val_set, batch_size)

@@ -18,7 +18,13 @@ from bags.data.download import sha256_file
 from bags.detector import classification_layer, set_classifier
 from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures, load_features
 from bags.engine.infer import image_results
-from bags.engine.model_files import load_model, make_detector, save_model, write_norms
+from bags.engine.model_files import (
+    check_classes,
+    load_model,
+    make_detector,
+    save_model,
+    write_norms,
+)
 from bags.engine.train import TrainConfig, make_scheduler, method_classifier, training_plan
 from bags.io import atomic_path
 from bags.loss_scope import chunk_ranges
@@ -134,8 +140,7 @@ def head_job(
         raise ValueError("a post-hoc method trains nothing: run it with `bags posthoc`")
     model, meta = load_model(baseline, score_thresh, detections_per_img)
     table = read_counts(counts)
-    if len(table) != meta["num_classes"]:
-        raise ValueError(f"{counts}: {len(table)} classes, the model has {meta['num_classes']}")
+    check_classes(baseline, meta, table["category_id"].tolist(), counts)
     made_from = sha256_file(baseline)  # a cache of another model is refused
     train = load_features(cache_dir / "train.pt", made_from)
     val = load_features(cache_dir / "val.pt", made_from)  # checked before any output

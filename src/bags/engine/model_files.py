@@ -15,7 +15,10 @@ from bags.data.counts import read_counts
 from bags.detector import classification_layer, num_classes_of, set_classifier
 from bags.io import atomic_path
 from bags.safe_load import load_weights_only, one_line
+from bags.values import is_int
 from bags.weight_norms import class_weight_norms
+
+MAX_CLASSES = 100_000  # LVIS has 1203: a larger count is a damaged or hostile file
 
 
 def make_detector(
@@ -50,8 +53,17 @@ def read_model_file(path: Path | str) -> dict[str, Any]:
     if meta["classifier"] == "bags" and "groups" not in meta:
         raise ValueError(f"{path}: model description lacks 'groups' (its classifier is bags)")
     count = meta["num_classes"]
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+    if not (is_int(count) and 1 <= count <= MAX_CLASSES):
         raise ValueError(f"{path}: model description has num_classes {count!r}")
+    ids = meta.get("category_ids", list(range(1, count + 1)))
+    if not (isinstance(ids, list) and len(ids) == count and all(map(is_int, ids))):
+        raise ValueError(f"{path}: model description's category_ids are not {count} integers")
+    weights = content["state_dict"]
+    for name, tensor in weights.items():
+        if not (isinstance(name, str) and isinstance(tensor, torch.Tensor)):
+            raise ValueError(f"{path}: weights are not tensors by name ({name!r})")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{path}: weight {name} holds NaN or infinity")
     return content
 
 
@@ -61,8 +73,10 @@ def load_model(
     content = read_model_file(path)
     try:
         model = make_detector(content["meta"], score_thresh, detections)
-    except (KeyError, TypeError, ValueError) as error:  # a description from elsewhere
-        raise ValueError(f"{path}: its description makes no detector ({error!r})") from error
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a description from elsewhere
+        raise ValueError(
+            f"{path}: its description makes no detector ({one_line(error)})"
+        ) from error
     try:
         model.load_state_dict(content["state_dict"])
     except RuntimeError as error:
@@ -72,11 +86,13 @@ def load_model(
     return model, content["meta"]
 
 
-def check_classes(model_file: Path | str, meta: dict[str, Any], count: int, source: Path) -> None:
-    """A detector labels only data of its own number of classes (``count`` in ``source``)."""
-    if meta["num_classes"] != count:
+def check_classes(model_file: Path | str, meta: dict[str, Any], ids: list, source: Path) -> None:
+    """A detector labels only data of its own categories (``ids``, ascending, in ``source``):
+    as many, and the same ids where the model file records them."""
+    if len(ids) != meta["num_classes"] or meta.get("category_ids", ids) != ids:
         raise ValueError(
-            f"{model_file}: a detector of {meta['num_classes']} classes; {source} has {count}"
+            f"{model_file}: a detector of {meta['num_classes']} classes (other categories "
+            f"than the {len(ids)} of {source})"
         )
 
 
@@ -95,5 +111,7 @@ def write_norms(model: FasterRCNN, counts: pd.DataFrame, out: Path | str) -> Non
 
 def norms_job(model_file: Path, counts: Path, out: Path) -> None:
     """``write_norms`` of a model file and the counts CSV of its training set."""
-    model, _ = load_model(model_file)
-    write_norms(model, read_counts(counts), out)
+    model, meta = load_model(model_file)
+    table = read_counts(counts)
+    check_classes(model_file, meta, table["category_id"].tolist(), counts)
+    write_norms(model, table, out)

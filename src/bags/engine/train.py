@@ -65,7 +65,13 @@ def pick_device(name: str = "auto") -> torch.device:
     """``auto``: the GPU when there is one, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+        if device.type == "cuda":
+            torch.empty(0, device=device)  # a GPU that is not there fails here, not mid-run
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"--device {name!r}: no such device here ({one_line(error)})") from error
+    return device
 
 
 @dataclass(frozen=True)
@@ -416,7 +422,7 @@ class _Run:
             return
         try:
             self._take(state)
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             # made by this code with these settings, yet not what it saves: a damaged file
             raise ValueError(
                 f"{checkpoint}: its state does not fit this run ({one_line(error)}); "
@@ -427,15 +433,24 @@ class _Run:
     def _take(self, state: dict) -> None:
         """The model, optimizer, schedule, scaler, step, log and partial sums of ``state``."""
         step, rows, partials = state["step"], state["rows"], state["partials"]
-        if not (is_int(step) and 0 <= step <= self.starts[-1]):
-            raise ValueError(f"step {step!r} is not one of this schedule's")
         if not (isinstance(rows, list) and all(isinstance(row, dict) for row in rows)):
             raise ValueError("'rows' is not a list of log rows")
-        if partials is not None and len(partials) != self.workers.world_size:
+        world = self.workers.world_size
+        if partials is not None and not (isinstance(partials, list) and len(partials) == world):
             raise ValueError("'partials' has no entry for each process")
         partial = partials[self.workers.rank] if partials else None
         if partial is not None and not _is_partial(partial):
             raise ValueError("'partials' are not running sums of an epoch")
+        # saved at the end of epoch len(rows), or within the epoch after it
+        done, starts = len(rows), self.starts
+        if partial is None:
+            fits = done < len(starts) and step == starts[done]
+        else:
+            fits = (
+                done + 1 < len(starts) and is_int(step) and starts[done] < step < starts[done + 1]
+            )
+        if not (is_int(step) and fits):
+            raise ValueError(f"step {step!r} does not follow {done} logged epoch(s)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -667,7 +682,8 @@ def train_job(
     classifier = method_classifier(spec, stats, groups_file)
     torch.manual_seed(config.seed)  # a fresh last layer starts the same way on any path
     model = set_classifier(model, classifier, spec.new_layer)
-    meta = {**meta, **classifier.meta(), "method": asdict(spec)}
+    ids = [category["id"] for category in dataset.categories]  # what its classes 1..C are
+    meta = {**meta, **classifier.meta(), "method": asdict(spec), "category_ids": ids}
     make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
     target = pick_device(device)
     log.info("training on %s, lr %.4g for batch %d", target, config.scaled_lr(), config.batch_size)
