@@ -102,9 +102,13 @@ def test_a_bad_config_file_stops_the_dag_before_any_job(tmp_path, old, new, says
         ({"inference": {"score_thresh": 5}}, "On instance['inference']['score_thresh']"),
         ({"model": {"anchor_sizes": []}}, "On instance['model']['anchor_sizes']"),
         ({"model": {"image_size": 10**6}}, "On instance['model']['image_size']"),
+        ({"schedules": {"baseline": {"epochs": 1, "milestones": [40]}}},
+         "milestones [40] come after the last epoch (1)"),
+        ({"threads": 10**20}, "On instance['threads']"),
     ],
     ids=["tier", "box sizes", "clip", "post-hoc options of a trained row", "tau a list",
-         "seed past 32 bits", "score threshold 5", "no anchor sizes", "image size huge"],
+         "seed past 32 bits", "score threshold 5", "no anchor sizes", "image size huge",
+         "milestone after the last epoch", "threads 10**20"],
 )  # fmt: skip
 def test_values_out_of_order_or_range_stop_the_dag_before_any_job(tmp_path, layer, says):
     workdir = copy_workflow(tmp_path)

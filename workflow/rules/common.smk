@@ -47,7 +47,16 @@ def settings_of(entry):
             f"schedule {schedule!r}: batch_size {settings['batch_size']} is not a multiple "
             f"of loss_images {images}"
         )
+    check_milestones(settings, f"schedule {schedule!r} with the method's settings")
     return {**settings, "trainable": entry["train"]}
+
+
+def check_milestones(settings, where):
+    late = [m for m in settings.get("milestones", []) if m > settings["epochs"]]
+    if late:
+        config_error(
+            f"{where}: milestones {late} come after the last epoch ({settings['epochs']})"
+        )
 
 
 def groups_of(entry):
@@ -105,6 +114,8 @@ for _name, _entry in METHODS.items():
     if path_of(_entry) != "posthoc":
         settings_of(_entry)
 check_edges(config["groups"]["edges"], "groups")
+for _name, _schedule in config["schedules"].items():
+    check_milestones(_schedule, f"schedules.{_name}")
 
 if "bags" not in METHODS or METHODS["bags"]["loss"] != "bags":
     config_error("the claims and figures need a method `bags` with loss: bags")

@@ -156,8 +156,10 @@ def _check_settings(config: TrainConfig) -> None:
         is_int(config.base_batch_size) and config.base_batch_size >= 1
     ):
         raise fail("base_batch_size", "an integer >= 1")
-    if not isinstance(config.milestones, list | tuple) or not all(map(is_int, config.milestones)):
-        raise fail("milestones", "a list of epochs")
+    if not isinstance(config.milestones, list | tuple) or not all(
+        is_int(m) and 1 <= m <= config.epochs for m in config.milestones
+    ):
+        raise fail("milestones", f"a list of epochs from 1 to {config.epochs}")
     if config.grad_clip is not None and not (is_number(config.grad_clip) and config.grad_clip > 0):
         raise fail("grad_clip", "a number > 0, or null")
     for key in ("hflip", "group_orientation"):
