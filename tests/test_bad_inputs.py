@@ -508,10 +508,6 @@ def heldout(*options: str) -> Callable[[Assets, Path], list]:
     return build
 
 
-def synthesize_without_tiers(a: Assets, folder: Path) -> list:
-    return ["synthesize", "--spec", '{"train_counts": []}', "--out", folder / "out"]
-
-
 def out_a_folder(a: Assets, folder: Path) -> list:
     (folder / "taken").mkdir()
     return ["count", "--annotations", a.data / "train.json", "--out", folder / "taken",
@@ -810,7 +806,7 @@ CASES = [
          "a.zip: cannot extract y.json"),
     Case("unzip a prefix outside the folder", unzip_outside, "'..'"),
     # Other commands.
-    Case("synthesize without tiers", synthesize_without_tiers, "'train_counts'"),
+    Case("synthesize without tiers", synthesize('{"train_counts": []}'), "'train_counts'"),
     Case("synthesize fewest above most", synthesize('{"train_counts": [[2, 9, 3]]}'),
          "'train_counts' tier [2, 9, 3]"),
     Case("synthesize a billion classes", synthesize('{"train_counts": [[1000000000, 1, 2]]}'),
