@@ -199,7 +199,7 @@ def test_annotation_ids_must_be_positive_integers(val_path, val_counts, tmp_path
     gt["annotations"][5]["id"] = ann_id
     gt_path = write_json(tmp_path / "gt.json", gt)
     results = write_json(tmp_path / "results.json", [])
-    with pytest.raises(ValueError, match=r"annotations\[5\] has id"):
+    with pytest.raises(ValueError, match=r"gt.json: annotation .*: 'id' must be an integer"):
         evaluate(gt_path, results, val_counts)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bags.engine.checkpoints import save_checkpoint
 from tests.helpers import make_tiny_dataset, probed, read_records, resumed_from, train_command
 
 SETTINGS = {"epochs": 4, "batch_size": 2, "lr": 0.01, "warmup_iters": 2}
@@ -126,3 +127,11 @@ def test_checkpoint_of_other_code_is_refused(uninterrupted, tmp_path):
     assert "made with code version 0.0.0+older" in stderr.splitlines()[-1]
     assert read_records(tmp_path / "rec2")[0]["steps"] == 0
     assert not out.exists()
+
+
+def test_a_killed_save_leaves_nothing_behind_the_next_save(tmp_path):
+    """SIGKILL during a save leaves its temporary; the next checkpoint of any step removes it."""
+    stale = tmp_path / ".step_000000003.pt.0123456789abcdef.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path, 4, {"step": 4}, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000004.pt"]

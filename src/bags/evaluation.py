@@ -75,7 +75,7 @@ def _drop_segmentation(record: dict) -> dict:
 def _check_gt(gt: Any, path: Path) -> None:
     """The ground truth checked as every reader checks annotations (crowd regions kept: the
     LVIS API scores them as ordinary boxes), plus the fields LVIS evaluation reads."""
-    check_annotations(gt, path, keep_crowd=True)
+    check_annotations(gt, path, keep_crowd=True, image_files=False)
     check_lvis_fields(gt, path)
     for a in gt["annotations"]:
         # both evaluators mark a matched box by its id, and take 0 (or less) for "unmatched"

@@ -145,8 +145,8 @@ rule user_dataset:
         train=lambda wc: source_settings(wc.dataset)["train"],
         images=lambda wc: source_settings(wc.dataset)["images"],
     shell:
-        "(python -m bags link --source {params.train:q} --out {output.train:q} && "
-        "python -m bags link --source {params.images:q} --out {output.images:q}) 2> {log:q}"
+        "python -m bags link --source {params.train:q} --out {output.train:q} 2> {log:q} && "
+        "exec python -m bags link --source {params.images:q} --out {output.images:q} 2>> {log:q}"
 
 
 rule user_val:

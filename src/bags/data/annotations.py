@@ -64,11 +64,13 @@ def check_annotations(
     *,
     keep_outside: bool = False,
     keep_crowd: bool = False,
+    image_files: bool = True,
 ) -> None:
     """Check parsed annotations as ``load_annotations`` does: the one check of every reader.
 
     Bad annotations stop or are removed from ``data`` (``on_bad``); crowd regions are removed
     too unless ``keep_crowd`` (evaluation keeps the file's annotations as they are).
+    ``image_files=False``: images need not name a file (evaluation reads none).
     """
     if not isinstance(data, dict):
         raise _fail(path, "expected a JSON object with images, annotations and categories")
@@ -76,7 +78,7 @@ def check_annotations(
         if not isinstance(data.get(key), list):
             raise _fail(path, f"missing or non-list field {key!r}")
     category_ids = _category_ids(data["categories"], path)
-    sizes = _image_sizes(data["images"], path)
+    sizes = _image_sizes(data["images"], path, image_files)
     kept, skipped, crowds, seen = [], Counter(), 0, set()
     for annotation in data["annotations"]:
         problem = _problem(annotation, sizes, category_ids, seen, keep_outside)
@@ -122,7 +124,7 @@ def _category_ids(categories: list, path: Path) -> set[int]:
     return ids
 
 
-def _image_sizes(images: list, path: Path) -> dict[int, tuple[int, int]]:
+def _image_sizes(images: list, path: Path, files: bool = True) -> dict[int, tuple[int, int]]:
     """(width, height) by image id; an id used twice, or a bad size or path, is an error."""
     sizes: dict[int, tuple[int, int]] = {}
     for image in images:
@@ -134,7 +136,7 @@ def _image_sizes(images: list, path: Path) -> dict[int, tuple[int, int]]:
         for field in ("width", "height"):
             if not is_int(image.get(field)) or image[field] <= 0:
                 raise _fail(path, f"image {image['id']}: {field!r} must be a positive integer")
-        if "file_name" not in image and "coco_url" not in image:
+        if files and "file_name" not in image and "coco_url" not in image:
             raise _fail(path, f"image {image['id']}: needs 'file_name' or 'coco_url'")
         for field in ("file_name", "coco_url"):
             if field in image and not (isinstance(image[field], str) and image[field]):

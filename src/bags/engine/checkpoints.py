@@ -38,6 +38,9 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
 
 
 def save_checkpoint(work_dir: Path, step: int, state: dict[str, Any], keep: int) -> None:
+    """Write the step's checkpoint, keep the last ``keep``; what a killed save left is removed."""
+    for stale in work_dir.glob(".step_*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
     with atomic_path(checkpoint_path(work_dir, step)) as tmp:
         torch.save(state, tmp)
     for old in sorted(work_dir.glob("step_*.pt"))[:-keep]:
