@@ -73,7 +73,7 @@ class TrainingStats:
     def from_dataset(cls, dataset: DetectionDataset, counts: pd.DataFrame) -> TrainingStats:
         """The dataset's images with the instance counts of its counts file (what the groups
         are made from)."""
-        ids = [c["id"] for c in dataset.categories]
+        ids = dataset.category_ids
         if counts["category_id"].tolist() != ids:
             raise ValueError(
                 f"the counts were made for other categories than {dataset.annotation_file}"

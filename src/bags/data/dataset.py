@@ -142,6 +142,11 @@ class DetectionDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.categories)
 
+    @property
+    def category_ids(self) -> list[int]:
+        """The category id of each class 1..C, ascending."""
+        return [category["id"] for category in self.categories]
+
     def __len__(self) -> int:
         return len(self.image_ids)
 

@@ -162,7 +162,7 @@ def cache_job(
     train_set = DetectionDataset(train, images, **options)
     val_set = DetectionDataset(val, images, **options)  # both checked before anything is written
     for data, path in ((train_set, train), (val_set, val)):
-        check_classes(model_file, meta, [c["id"] for c in data.categories], path)
+        check_classes(model_file, meta, data.category_ids, path)
     training = training_features(model, train_set, batch_size)
     save_features(training, Path(out_dir) / "train.pt", made_from)
     scoring = scoring_features(model, val_set, batch_size)

@@ -78,6 +78,6 @@ def infer_job(
 
     model, meta = load_model(model_file, score_thresh, detections_per_img)
     dataset = DetectionDataset(annotations, images, **(data_options or {}))
-    check_classes(model_file, meta, [c["id"] for c in dataset.categories], annotations)
+    check_classes(model_file, meta, dataset.category_ids, annotations)
     target = pick_device(device)
     return predict_to_file(model, dataset, out, batch_size, target, workers)

@@ -44,7 +44,7 @@ def posthoc_job(
     model.to(target)
     table = read_counts(counts)
     train = DetectionDataset(annotations, images, **options)
-    check_classes(baseline, meta, [c["id"] for c in train.categories], annotations)
+    check_classes(baseline, meta, train.category_ids, annotations)
     check_classes(baseline, meta, table["category_id"].tolist(), counts)
     stats = TrainingStats.from_dataset(train, table)
     data = PosthocData(

@@ -445,13 +445,13 @@ class _Run:
             raise ValueError("'partials' are not running sums of an epoch")
         # saved at the end of epoch len(rows), or within the epoch after it
         done, starts = len(rows), self.starts
-        if partial is None:
+        if not is_int(step):
+            fits = False
+        elif partial is None:
             fits = done < len(starts) and step == starts[done]
         else:
-            fits = (
-                done + 1 < len(starts) and is_int(step) and starts[done] < step < starts[done + 1]
-            )
-        if not (is_int(step) and fits):
+            fits = done + 1 < len(starts) and starts[done] < step < starts[done + 1]
+        if not fits:
             raise ValueError(f"step {step!r} does not follow {done} logged epoch(s)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -684,8 +684,8 @@ def train_job(
     classifier = method_classifier(spec, stats, groups_file)
     torch.manual_seed(config.seed)  # a fresh last layer starts the same way on any path
     model = set_classifier(model, classifier, spec.new_layer)
-    ids = [category["id"] for category in dataset.categories]  # what its classes 1..C are
-    meta = {**meta, **classifier.meta(), "method": asdict(spec), "category_ids": ids}
+    meta = {**meta, **classifier.meta(), "method": asdict(spec)}
+    meta["category_ids"] = dataset.category_ids  # what its classes 1..C are
     make_detector(meta)  # fail now, not after training, if meta cannot be rebuilt
     target = pick_device(device)
     log.info("training on %s, lr %.4g for batch %d", target, config.scaled_lr(), config.batch_size)
