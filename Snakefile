@@ -49,7 +49,7 @@ if non_finite(config):
         f"config: {', '.join(non_finite(config))} must be a finite number (not NaN or infinity)"
     )
 
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "src/bags/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

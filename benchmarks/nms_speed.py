@@ -20,7 +20,7 @@ import time
 import torch
 from torchvision.ops import batched_nms
 
-from bags.engine.train import pick_device
+from bags.engine.device import pick_device
 from bags.roi_heads import top_batched_nms
 
 

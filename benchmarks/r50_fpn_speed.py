@@ -39,7 +39,9 @@ from PIL import Image
 from bags.builders import build_detector
 from bags.data.dataset import DetectionDataset
 from bags.detector import to_group_softmax
-from bags.engine.train import AMP_DTYPES, TrainConfig, _step, apply_loss_settings, pick_device
+from bags.engine.device import AMP_DTYPES, pick_device
+from bags.engine.settings import TrainConfig
+from bags.engine.train import _step, apply_loss_settings
 from bags.groups import assign_groups
 
 
@@ -113,8 +115,9 @@ LOSSES = {
 
 
 def time_training(model, data, args, amp: str, losses: str, device: torch.device) -> dict:
-    config = TrainConfig(epochs=1, batch_size=args.train_batch, lr=0.02 * args.train_batch / 16,
-                         grad_clip=35.0, amp=amp, **LOSSES[losses])  # fmt: skip
+    lr = 0.02 * args.train_batch / 16
+    config = TrainConfig.from_dict(dict(epochs=1, batch_size=args.train_batch, lr=lr,
+                                        grad_clip=35.0, amp=amp, **LOSSES[losses]))  # fmt: skip
     apply_loss_settings(model, config)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]

@@ -37,7 +37,7 @@ def child(args: argparse.Namespace) -> None:
     from bags.builders import build_detector
     from bags.data.dataset import DetectionDataset, collate
     from bags.detector import to_softmax
-    from bags.engine.train import AMP_DTYPES
+    from bags.engine.device import AMP_DTYPES
 
     torch.set_num_threads(args.threads)
     data = Path(args.data)
@@ -128,7 +128,7 @@ def main() -> None:
             )
             import torch
 
-            from bags.engine.train import resolve_amp
+            from bags.engine.device import resolve_amp
 
             amp = resolve_amp(args.amp, torch.device("cpu"))
             versions = {"this code": (ROOT / "src", amp), args.against: (earlier / "src", "none")}

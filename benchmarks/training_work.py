@@ -121,8 +121,11 @@ def training_work(call: dict[str, str], workdir: Path) -> Training:
     from bags.data.counts import read_counts
     from bags.data.dataset import DetectionDataset, collate
     from bags.detector import set_classifier
-    from bags.engine.train import TrainConfig, method_classifier, start_model, training_plan
-    from bags.methods import MethodSpec, TrainingStats
+    from bags.engine.plan import training_plan
+    from bags.engine.settings import TrainConfig
+    from bags.engine.train_job import start_model
+    from bags.methods import MethodSpec
+    from bags.training_stats import TrainingStats
 
     config = TrainConfig.from_dict(json.loads(call["--settings"]))
     spec = MethodSpec.from_dict(json.loads(call["--method"]))
@@ -132,7 +135,7 @@ def training_work(call: dict[str, str], workdir: Path) -> Training:
     passes = sum(len(batch) for batches in plan for batch in batches)
     model, _ = start_model(None, json.loads(call["--arch"]), dataset.num_classes, 0)
     groups = call.get("--groups-file")
-    classifier = method_classifier(spec, stats, workdir / groups if groups else None)
+    classifier = spec.classifier(stats, workdir / groups if groups else None)
     set_classifier(model, classifier, True)
     images, targets = collate([dataset[i] for i in range(min(FLOP_BATCH, len(dataset)))])
     flops = step_flops(model, list(images), list(targets), config.trainable)
@@ -145,8 +148,11 @@ def head_work(call: dict[str, str], workdir: Path, arch: dict, dataset_path: Pat
     from bags.data.counts import read_counts
     from bags.data.dataset import DetectionDataset
     from bags.detector import classification_layer, set_classifier
-    from bags.engine.train import TrainConfig, method_classifier, start_model, training_plan
-    from bags.methods import MethodSpec, TrainingStats
+    from bags.engine.plan import training_plan
+    from bags.engine.settings import TrainConfig
+    from bags.engine.train_job import start_model
+    from bags.methods import MethodSpec
+    from bags.training_stats import TrainingStats
 
     config = TrainConfig.from_dict(json.loads(call["--settings"]))
     spec = MethodSpec.from_dict(json.loads(call["--method"]))
@@ -156,8 +162,7 @@ def head_work(call: dict[str, str], workdir: Path, arch: dict, dataset_path: Pat
     passes = sum(len(batch) for batches in plan for batch in batches)
     model, _ = start_model(None, arch, dataset.num_classes, 0)
     groups = call.get("--groups-file")
-    set_classifier(model, method_classifier(spec, stats, workdir / groups if groups else None),
-                   True)  # fmt: skip
+    set_classifier(model, spec.classifier(stats, workdir / groups if groups else None), True)
     layer = classification_layer(model)
     rois = model.roi_heads.fg_bg_sampler.batch_size_per_image * FLOP_BATCH
     features = torch.randn(rois, layer.in_features)
@@ -171,7 +176,7 @@ def head_work(call: dict[str, str], workdir: Path, arch: dict, dataset_path: Pat
 def cache_work(call: dict[str, str], workdir: Path, arch: dict) -> Training:
     """The feature cache: one forward pass (no gradients) over the training and val images."""
     from bags.data.dataset import DetectionDataset, collate
-    from bags.engine.train import start_model
+    from bags.engine.train_job import start_model
 
     train = DetectionDataset(workdir / call["--train"], workdir / call["--images"])
     val = DetectionDataset(workdir / call["--val"], workdir / call["--images"])

@@ -3,7 +3,7 @@
 #
 #   bash scripts/lvis-smoke.sh v0.5|v1
 #
-# 1. makes the mini set once (python -m bags.data.lvis_mini make) and serves it on a free port;
+# 1. makes the mini set once (python scripts/lvis_mini.py make) and serves it on a free port;
 # 2. runs configs/lvis_<version>.yaml with configs/lvis_smoke.yaml, a generated downloads
 #    section (the served files' URLs, sizes and sha256) and configs/lvis_smoke_trim.yaml (one
 #    row of each code path) layered over it, in that order;
@@ -37,7 +37,7 @@ cd "$root"
 
 if [[ ! -f $mini/manifest.json ]]; then
     echo "lvis-smoke: making the mini set in $mini" >&2
-    python -m bags.data.lvis_mini make --stats "$stats" --out "$mini"
+    python "$root/scripts/lvis_mini.py" make --stats "$stats" --out "$mini"
 fi
 
 mkdir -p "$work"
@@ -57,8 +57,8 @@ if [[ -z $port ]]; then
 fi
 echo "lvis-smoke: serving $mini on http://127.0.0.1:$port" >&2
 
-python -m bags.data.lvis_mini downloads --config "configs/lvis_$version.yaml" --mini "$mini" \
+python "$root/scripts/lvis_mini.py" downloads --config "configs/lvis_$version.yaml" --mini "$mini" \
     --base-url "http://127.0.0.1:$port" --out "$work/downloads.yaml"
 snakemake --snakefile "$root/Snakefile" --directory "$work" --cores "$cores" \
     --configfile "${configs[@]}"
-python -m bags.data.lvis_mini check --results "$work/results/lvis_$version" --version "$version"
+python "$root/scripts/lvis_mini.py" check --results "$work/results/lvis_$version" --version "$version"

@@ -154,3 +154,14 @@ def planned_jobs(dry_run_output: str) -> list[str]:
         elif (match := WILDCARDS.match(line)) and jobs:
             jobs[-1][1] = match.group(1)
     return sorted(f"{rule}({wildcards})" for rule, wildcards in jobs)
+
+
+def load_script(path: Path):
+    """A script of the repository (``scripts/``, ``benchmarks/``) as a module, to test its parts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

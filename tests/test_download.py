@@ -19,8 +19,8 @@ from bags.data.download import (
     download,
     extract_zip,
     link_existing,
-    sha256_file,
 )
+from bags.digest import sha256_file
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -15,7 +15,7 @@ from bags.engine.feature_cache import (
 )
 from bags.engine.head import fit_layer, score_cached
 from bags.engine.infer import image_results
-from bags.engine.train import TrainConfig
+from bags.engine.settings import TrainConfig
 from tests.helpers import TINY_ARCH, make_tiny_dataset
 
 
@@ -81,7 +81,7 @@ def test_fitting_the_last_layer_lowers_the_loss(tiny):
     cache = training_features(model, train, batch_size=4)
     layer = model.roi_heads.box_predictor.cls_score
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    config = TrainConfig(epochs=4, batch_size=4, lr=0.05, warmup_iters=0)
+    config = TrainConfig.from_dict(dict(epochs=4, batch_size=4, lr=0.05, warmup_iters=0))
     rows = fit_layer(
         layer, SoftmaxClassifier(train.num_classes), cache, model.roi_heads.fg_bg_sampler, config
     )
@@ -92,7 +92,13 @@ def test_fitting_the_last_layer_lowers_the_loss(tiny):
     assert changed == {"roi_heads.box_predictor.cls_score.weight",
                        "roi_heads.box_predictor.cls_score.bias"}  # fmt: skip
     with pytest.raises(ValueError, match="hflip"):
-        fit_layer(layer, SoftmaxClassifier(1), cache, None, TrainConfig(epochs=1, hflip=True))
+        fit_layer(
+            layer,
+            SoftmaxClassifier(1),
+            cache,
+            None,
+            TrainConfig.from_dict(dict(epochs=1, hflip=True)),
+        )
 
 
 def test_fitting_the_last_layer_clips_its_gradient(tiny):
@@ -106,10 +112,10 @@ def test_fitting_the_last_layer_clips_its_gradient(tiny):
     def moved(grad_clip):
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(start.clone(), layer.parameters())
-        config = TrainConfig(
+        config = TrainConfig.from_dict(dict(
             epochs=1, batch_size=4, lr=0.05, momentum=0.0, weight_decay=0.0, warmup_iters=0,
             schedule="step", grad_clip=grad_clip,
-        )  # fmt: skip
+        ))  # fmt: skip
         sampler = model.roi_heads.fg_bg_sampler
         fit_layer(layer, SoftmaxClassifier(train.num_classes), cache, sampler, config)
         return (torch.nn.utils.parameters_to_vector(layer.parameters()) - start).norm().item()

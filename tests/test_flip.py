@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 from bags.builders import build_detector
 from bags.data.dataset import DetectionDataset, collate
 from bags.detector import to_softmax
-from bags.engine.train import TrainConfig, train
+from bags.engine.settings import TrainConfig
+from bags.engine.train import train
 
 WIDTH, HEIGHT, IMAGES = 48, 32, 24
 COLOURS = {1: (255, 0, 0), 2: (0, 255, 0)}  # category id -> its rectangles' colour
@@ -154,7 +155,9 @@ def test_flips_are_the_same_in_another_python_process(root):
 def test_training_flips_each_epochs_images_by_seed_epoch_and_image(root, tmp_path):
     """The images the training loop feeds the model follow the flips of (its seed, the epoch,
     the image). They are caught on their way into the model, however they were loaded."""
-    config = TrainConfig(epochs=2, batch_size=4, lr=0.001, warmup_iters=1, hflip=True, seed=5)
+    config = TrainConfig.from_dict(
+        dict(epochs=2, batch_size=4, lr=0.001, warmup_iters=1, hflip=True, seed=5)
+    )
     data = dataset(root)
     torch.manual_seed(0)
     arch = {"name": "small", "image_size": 48, "channels": 4, "layers": 2, "representation": 8}

@@ -63,7 +63,7 @@ def test_all_background_batch_is_group_zero_only():
     logits = torch.randn(4, GROUPS.num_logits)
     labels = torch.zeros(4, dtype=torch.long)
     expected = F.cross_entropy(logits[:, :2], labels)
-    assert torch.allclose(group_softmax_loss(logits, labels, GROUPS), expected)
+    assert torch.allclose(group_softmax_loss(logits, labels, GROUPS, 8.0), expected)
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0, 8.0])
@@ -119,7 +119,7 @@ def test_loss_counts_only_sampled_others():
 def test_loss_gradient_flows_only_through_counted_groups():
     labels = torch.tensor([1, 0])
     logits = torch.randn(2, GROUPS.num_logits, requires_grad=True)
-    group_softmax_loss(logits, labels, GROUPS).backward()
+    group_softmax_loss(logits, labels, GROUPS, 8.0).backward()
     assert logits.grad[:, :5].abs().sum() > 0
     assert logits.grad[:, 5:].abs().sum() == 0
 
@@ -209,7 +209,7 @@ def test_scores_of_half_precision_logits_are_float32():
 )
 def test_bad_input(logits, labels, message):
     with pytest.raises(ValueError, match=message):
-        group_softmax_loss(logits, labels, GROUPS)
+        group_softmax_loss(logits, labels, GROUPS, 8.0)
 
 
 def test_scores_reject_wrong_width():

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bags.classifiers import SigmoidFocalClassifier
+from bags.decoupling import tau_normalize
 from bags.losses import (
     effective_number_weights,
     eql_threshold,
@@ -15,7 +16,6 @@ from bags.losses import (
     reweight_weights,
     weighted_cross_entropy,
 )
-from bags.posthoc import tau_normalize
 from bags.sampling import (
     class_balanced_indices,
     repeat_factors,

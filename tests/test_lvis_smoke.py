@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bags.data.lvis_mini import CATEGORIES, LOGITS
 from tests.conftest import LVIS_DATA
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+LVIS_MINI = load_script(ROOT / "scripts" / "lvis_mini.py")
 
 
 def job_stats(output: str) -> set[str]:
@@ -65,9 +66,11 @@ def test_smoke_run_makes_every_output_of_the_real_config(version, mini, tmp_path
 
     exp = work / "results" / f"lvis_{version}"
     groups = json.loads((exp / "groups" / "bags.json").read_text())
-    assert groups["num_logits"] == LOGITS[version]
+    assert groups["num_logits"] == LVIS_MINI.LOGITS[version]
     counts = (exp / "counts" / "longtail.csv").read_text().splitlines()
-    assert len(counts) == 1 + CATEGORIES[version]  # every category is evaluated and counted
+    assert (
+        len(counts) == 1 + LVIS_MINI.CATEGORIES[version]
+    )  # every category is evaluated and counted
     runs = {p.parent.parent.name: p for p in exp.glob("runs/longtail/*/seed0/metrics.json")}
     assert set(runs) == set(kept_methods(version))
     for path in runs.values():

@@ -13,13 +13,11 @@ from bags.classifiers import (
     WeightedSoftmaxClassifier,
     from_meta,
 )
-from bags.engine.train import TrainConfig, training_plan
-from bags.methods import (
-    LOSSES,
-    MethodSpec,
-    TrainingStats,
-    loss,
-)
+from bags.engine.plan import training_plan
+from bags.engine.settings import TrainConfig
+from bags.groups import groups_document
+from bags.methods import LOSSES, MethodSpec, loss
+from bags.training_stats import TrainingStats
 
 # Classes 1..3 with 2, 20 and 200 instances; five images.
 STATS = TrainingStats(
@@ -40,8 +38,9 @@ STATS = TrainingStats(
         ("eql", EqualizationClassifier),
     ],
 )
-def test_each_registered_loss_builds_its_rule(name, kind):
-    classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS)
+def test_each_registered_loss_builds_its_rule(name, kind, tmp_path):
+    groups = groups_file(tmp_path, [10, 100], 8) if name == "bags" else None
+    classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS, groups)
     assert isinstance(classifier, kind)
     logits = torch.randn(6, classifier.num_logits)
     labels = torch.tensor([0, 1, 2, 3, 0, 3])
@@ -49,13 +48,26 @@ def test_each_registered_loss_builds_its_rule(name, kind):
     assert classifier.scores(logits).shape == (6, 4)
 
 
-def test_bags_options_make_the_groups():
-    spec = MethodSpec.from_dict({"loss": "bags", "loss_options": {"edges": [100], "beta": "all"}})
-    classifier = spec.classifier(STATS)
+def groups_file(folder, edges, beta):
+    """The groups file ``bags groups`` writes for STATS's counts."""
+    path = folder / f"groups_{len(edges)}_{beta}.json"
+    path.write_text(groups_document([1, 2, 3], STATS.instance_counts, edges, beta))
+    return path
+
+
+def test_bags_takes_the_groups_and_beta_of_its_groups_file(tmp_path):
+    spec = MethodSpec.from_dict({"loss": "bags"})
+    classifier = spec.classifier(STATS, groups_file(tmp_path, [100], "all"))
     assert classifier.groups.sizes == [2, 1]  # [1, 100) holds classes 1 and 2; [100, inf) class 3
     assert classifier.beta == math.inf
-    one_group = MethodSpec.from_dict({"loss": "bags", "loss_options": {"edges": []}})
-    assert one_group.classifier(STATS).groups.sizes == [3]
+    assert spec.classifier(STATS, groups_file(tmp_path, [], 0.5)).groups.sizes == [3]
+    assert spec.classifier(STATS, groups_file(tmp_path, [], 0.5)).beta == 0.5
+    with pytest.raises(ValueError, match="groups file is needed"):
+        spec.classifier(STATS)
+    other = tmp_path / "other.json"
+    other.write_text(groups_document([1, 2, 4], STATS.instance_counts, [100], 8))
+    with pytest.raises(ValueError, match=r"other\.json: the groups file was made for other"):
+        spec.classifier(STATS, other)
 
 
 def test_reweight_uses_the_instance_counts():
@@ -82,7 +94,7 @@ def test_samplers_pick_each_epochs_images():
 
 def test_training_plan_covers_the_sampled_images():
     tail = MethodSpec.from_dict({"sampler": "tail", "sampler_options": {"below": 100}})
-    config = TrainConfig(epochs=2, batch_size=2)
+    config = TrainConfig.from_dict(dict(epochs=2, batch_size=2))
     plan = training_plan(5, config, tail.epoch_images(STATS))
     for batches in plan:
         flat = [i for batch in batches for i in batch]
@@ -105,9 +117,10 @@ def test_unknown_names_and_options_are_clear_errors():
         )
 
 
-def test_scoring_survives_the_model_file():
+def test_scoring_survives_the_model_file(tmp_path):
     for name in ("softmax", "bags", "eql", "focal"):
-        classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS)
+        groups = groups_file(tmp_path, [10, 100], 8) if name == "bags" else None
+        classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS, groups)
         meta = {"num_classes": 3, **classifier.meta()}
         rebuilt = from_meta(meta)
         logits = torch.randn(4, classifier.num_logits)

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from bags.builders import build_detector
 from bags.classifiers import NearestClassMean, RoIFeatures, TauNormSelect, from_meta
 from bags.data.dataset import DetectionDataset
+from bags.decoupling import class_centres
 from bags.detector import box_head_features, set_classifier, to_softmax
-from bags.methods import MethodSpec, PosthocData, TrainingStats
-from bags.posthoc import class_centres
+from bags.methods import MethodSpec, PosthocData
+from bags.training_stats import TrainingStats
 from tests.helpers import TINY_ARCH, make_tiny_dataset
 
 

@@ -21,7 +21,9 @@ from bags.classifiers import GroupSoftmaxClassifier
 from bags.data.counts import count_instances
 from bags.data.dataset import DetectionDataset
 from bags.detector import set_classifier
-from bags.engine.train import TrainConfig, apply_loss_settings, epoch_batches, training_plan
+from bags.engine.plan import epoch_batches, training_plan
+from bags.engine.settings import TrainConfig
+from bags.engine.train import apply_loss_settings
 from bags.group_softmax import group_softmax_loss
 from bags.groups import assign_groups, write_groups
 from bags.loss_scope import chunk_ranges
@@ -71,12 +73,14 @@ def detector(classifier: GroupSoftmaxClassifier):
 
 
 def losses_of(model, loss_images, box_loss_beta=1 / 9, allowed_border=None):
-    config = TrainConfig(
-        epochs=1,
-        batch_size=4,
-        loss_images=loss_images,
-        box_loss_beta=box_loss_beta,
-        rpn_allowed_border=allowed_border,
+    config = TrainConfig.from_dict(
+        dict(
+            epochs=1,
+            batch_size=4,
+            loss_images=loss_images,
+            box_loss_beta=box_loss_beta,
+            rpn_allowed_border=allowed_border,
+        )
     )
     apply_loss_settings(model, config)
     torch.manual_seed(1)  # the same proposals and RoI samples on every call
@@ -164,7 +168,7 @@ def test_chunk_ranges_split_rows_by_whole_images():
 
 def test_a_batch_that_does_not_split_into_chunks_is_refused():
     with pytest.raises(ValueError, match="'batch_size' must be a multiple of loss_images"):
-        TrainConfig(epochs=1, batch_size=6, loss_images=4)
+        TrainConfig.from_dict(dict(epochs=1, batch_size=6, loss_images=4))
 
 
 def test_box_loss_beta_is_the_reference_smooth_l1():
@@ -236,12 +240,12 @@ def test_orientation_grouped_batches_never_mix_and_cover_every_image():
 
 def test_the_plan_groups_orientations_only_when_asked():
     landscape = [True, False] * 5
-    grouped = TrainConfig(epochs=2, batch_size=2, group_orientation=True)
+    grouped = TrainConfig.from_dict(dict(epochs=2, batch_size=2, group_orientation=True))
     for batches in training_plan(10, grouped, landscape=landscape):
         assert all(landscape[a] == landscape[b] for a, b in batches)
     with pytest.raises(ValueError, match="needs each image's orientation"):
         training_plan(10, grouped)
-    plain = TrainConfig(epochs=2, batch_size=2)
+    plain = TrainConfig.from_dict(dict(epochs=2, batch_size=2))
     assert training_plan(10, plain, landscape=landscape) == training_plan(10, plain)
 
 

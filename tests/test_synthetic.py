@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bags.data.drawing import STYLES, colour_names, colour_rgb, paint
 from bags.data.synthetic import (
-    STYLES,
     SyntheticSpec,
-    colour_names,
-    colour_rgb,
     covers_attributes,
     generate,
-    paint,
     tier_counts,
     tuning_split,
 )

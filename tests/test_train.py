@@ -9,7 +9,8 @@ import torch
 
 from bags.cli import main
 from bags.data.synthetic import SyntheticSpec, generate
-from bags.engine.train import TrainConfig, lr_factor, resolve_amp
+from bags.engine.device import resolve_amp
+from bags.engine.settings import TrainConfig, lr_factor
 from tests.helpers import (
     TINY_SPEC,
     TINY_TRAIN,
@@ -21,17 +22,19 @@ from tests.helpers import (
 
 
 def test_lr_schedules():
-    config = TrainConfig(epochs=12, schedule="step", milestones=(8, 11), warmup_iters=500)
+    config = TrainConfig.from_dict(
+        dict(epochs=12, schedule="step", milestones=(8, 11), warmup_iters=500)
+    )
     assert lr_factor(0, 1200, 0, config) == pytest.approx(1 / 3)
     assert lr_factor(250, 1200, 2, config) == pytest.approx(2 / 3)
     assert lr_factor(799, 1200, 7, config) == 1.0
     assert lr_factor(800, 1200, 8, config) == pytest.approx(0.1)
     assert lr_factor(1100, 1200, 11, config) == pytest.approx(0.01)
-    cosine = TrainConfig(epochs=2, warmup_iters=0)
+    cosine = TrainConfig.from_dict(dict(epochs=2, warmup_iters=0, schedule="cosine"))
     assert lr_factor(0, 100, 0, cosine) == 1.0
     assert lr_factor(50, 100, 1, cosine) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="schedule"):
-        TrainConfig(epochs=1, schedule="linear")
+        TrainConfig.from_dict(dict(epochs=1, schedule="linear"))
 
 
 def train(root, out, work, train=TINY_TRAIN):
@@ -142,7 +145,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_faster(monkeypatch):
 
 def test_auto_precision_asks_onednn_for_its_bf16_kernels():
     """oneDNN capped at AVX2 (as on a CPU without AVX-512) has no bf16 kernels: auto is fp32."""
-    code = "import torch; from bags.engine.train import resolve_amp; "
+    code = "import torch; from bags.engine.device import resolve_amp; "
     code += "print(resolve_amp('auto', torch.device('cpu')))"
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -165,10 +168,13 @@ def test_a_run_resumes_only_at_the_precision_it_began_with(tmp_path, monkeypatch
 
 
 def test_linear_lr_scaling():
-    assert TrainConfig(epochs=1, lr=0.02, batch_size=4, base_batch_size=16).scaled_lr() == 0.005
-    assert TrainConfig(epochs=1, lr=0.02, batch_size=4).scaled_lr() == 0.02
+    assert (
+        TrainConfig.from_dict(dict(epochs=1, lr=0.02, batch_size=4, base_batch_size=16)).scaled_lr()
+        == 0.005
+    )
+    assert TrainConfig.from_dict(dict(epochs=1, lr=0.02, batch_size=4)).scaled_lr() == 0.02
     with pytest.raises(ValueError, match="amp"):
-        TrainConfig(epochs=1, amp="fp8")
+        TrainConfig.from_dict(dict(epochs=1, amp="fp8"))
 
 
 def _gradient_norm_after_one_step(grad_clip):
@@ -184,7 +190,7 @@ def _gradient_norm_after_one_step(grad_clip):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    config = TrainConfig(epochs=1, warmup_iters=0, grad_clip=grad_clip)
+    config = TrainConfig.from_dict(dict(epochs=1, warmup_iters=0, grad_clip=grad_clip))
     _step(model, images, targets, optimizer, scheduler, scaler, config, "none", torch.device("cpu"))
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
@@ -198,4 +204,4 @@ def test_gradient_clipping_bounds_the_total_norm():
     assert _gradient_norm_after_one_step(2 * unclipped) == pytest.approx(unclipped, rel=1e-6)
     for bad in (0, -1.0, float("nan"), "35"):
         with pytest.raises(ValueError, match="grad_clip"):
-            TrainConfig(epochs=1, grad_clip=bad)
+            TrainConfig.from_dict(dict(epochs=1, grad_clip=bad))

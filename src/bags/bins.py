@@ -1,12 +1,10 @@
 """Instance-count bins [0, e1), [e1, e2), ..., [e_last, inf), shared by the BAGS groups and the
-per-bin AP."""
+per-bin AP (their default edges: ``bags.schema.EDGES``)."""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-
-DEFAULT_EDGES = (10, 100, 1000)
 
 
 def bin_index(count: int, edges: Sequence[int]) -> int:

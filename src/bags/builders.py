@@ -17,6 +17,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from bags.batched import BatchedRPN, SameSizeTransform
 from bags.roi_pool import GridRoIAlign
 from bags.safe_load import load_weights_only, one_line
+from bags.schema import DETECTIONS_PER_IMAGE
 
 
 def conv_backbone(channels: int = 64, layers: int = 4, downsample: int = 2) -> nn.Sequential:
@@ -46,7 +47,7 @@ def small_faster_rcnn(
     representation: int = 256,
     rois_per_image: int = 64,
     rpn_proposals: tuple[int, int] = (200, 100),
-    detections_per_img: int = 300,
+    detections_per_img: int = DETECTIONS_PER_IMAGE,
     score_thresh: float = 0.0,
 ) -> FasterRCNN:
     """A CPU-sized Faster R-CNN trained from scratch on ``image_size`` square images.
@@ -101,7 +102,7 @@ def r50_fpn_faster_rcnn(
     max_size: int = 1333,
     rois_per_image: int = 512,
     rpn_proposals: tuple[int, int] = (2000, 1000),
-    detections_per_img: int = 300,
+    detections_per_img: int = DETECTIONS_PER_IMAGE,
     score_thresh: float = 0.0,
     coco_weights: Path | str | None = None,
 ) -> FasterRCNN:

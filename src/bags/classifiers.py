@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from bags.group_softmax import group_softmax_loss, group_softmax_scores
-from bags.groups import Groups
+from bags.groups import Groups, beta_value, parse_beta
 from bags.losses import equalization_loss, weighted_cross_entropy
 
 
@@ -73,7 +73,7 @@ class GroupSoftmaxClassifier(SoftmaxClassifier):
     kind = "bags"
 
     def __init__(
-        self, groups: Groups, beta: float = 8.0, generator: torch.Generator | None = None
+        self, groups: Groups, beta: float, generator: torch.Generator | None = None
     ) -> None:
         super().__init__(groups.num_classes)
         self.groups = groups
@@ -92,8 +92,11 @@ class GroupSoftmaxClassifier(SoftmaxClassifier):
         return group_softmax_scores(logits, self.groups)
 
     def meta(self) -> dict[str, Any]:
-        beta = "all" if math.isinf(self.beta) else self.beta
-        return {"classifier": self.kind, "groups": self.groups.to_json(), "beta": beta}
+        return {
+            "classifier": self.kind,
+            "groups": self.groups.to_json(),
+            "beta": beta_value(self.beta),
+        }
 
 
 class WeightedSoftmaxClassifier(SoftmaxClassifier):
@@ -212,10 +215,9 @@ def from_meta(meta: dict[str, Any]) -> SoftmaxClassifier:
     if kind == "softmax":
         return SoftmaxClassifier(num_classes)
     if kind == "bags":
-        if "groups" not in meta:
-            raise ValueError("a model scored by BAGS must record its groups")
-        beta = meta.get("beta", 8.0)
-        return GroupSoftmaxClassifier(Groups.from_json(meta["groups"]), float(_beta(beta)))
+        if "groups" not in meta or "beta" not in meta:
+            raise ValueError("a model scored by BAGS must record its groups and beta")
+        return GroupSoftmaxClassifier(Groups.from_json(meta["groups"]), parse_beta(meta["beta"]))
     if kind == "sigmoid":
         return EqualizationClassifier(torch.zeros(num_classes))
     if kind == "ncm":
@@ -226,7 +228,3 @@ def from_meta(meta: dict[str, Any]) -> SoftmaxClassifier:
     raise ValueError(
         f"unknown classifier {kind!r}; known: softmax, bags, sigmoid, ncm, tau_norm_select"
     )
-
-
-def _beta(beta: float | str) -> float:
-    return math.inf if beta == "all" else float(beta)

@@ -2,7 +2,7 @@
 
 Each command parses its arguments and calls one function of the package; the pipeline passes
 every option it relies on, so those are required here (their defaults live in the config
-schema, ``workflow/schemas/config.schema.yaml``).
+schema, ``src/bags/config.schema.yaml``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
     ),
     "train": (
         "train one row's detector from where it starts",
-        "bags.engine.train:train_job",
+        "bags.engine.train_job:train_job",
         {
             "--annotations": PATH,
             "--images": PATH,

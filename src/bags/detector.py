@@ -56,11 +56,12 @@ def set_classifier(
     classifier: SoftmaxClassifier,
     new_layer: bool = False,
     score_thresh: float | None = None,
-    detections_per_img: int = 300,
+    detections_per_img: int | None = None,
 ) -> FasterRCNN:
     """Put ``classifier`` on the box head, with a fresh last layer if asked or if its width
-    differs (initialised by the classifier). Every other weight is kept (the same tensors).
-    Returns ``model``, changed in place."""
+    differs (initialised by the classifier). Every other weight is kept (the same tensors), and
+    the heads' score threshold and detections per image unless given. Returns ``model``,
+    changed in place."""
     layer = classification_layer(model)
     num_classes = num_classes_of(model)
     if classifier.num_classes != num_classes:
@@ -79,10 +80,10 @@ def set_classifier(
 def to_group_softmax(
     model: FasterRCNN,
     groups: Groups,
-    beta: float = 8.0,
+    beta: float,
     generator: torch.Generator | None = None,
     score_thresh: float | None = None,
-    detections_per_img: int = 300,
+    detections_per_img: int | None = None,
 ) -> FasterRCNN:
     """Make ``model`` a BAGS detector: new (C + 1 + G)-wide last layer, everything else kept."""
     classifier = GroupSoftmaxClassifier(groups, beta, generator)
@@ -90,7 +91,7 @@ def to_group_softmax(
 
 
 def to_softmax(
-    model: FasterRCNN, score_thresh: float | None = None, detections_per_img: int = 300
+    model: FasterRCNN, score_thresh: float | None = None, detections_per_img: int | None = None
 ) -> FasterRCNN:
     """The plain softmax baseline on the same RoI heads (keeps the existing last layer)."""
     classifier = SoftmaxClassifier(num_classes_of(model))

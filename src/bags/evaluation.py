@@ -26,6 +26,7 @@ from bags.bins import bin_index
 from bags.data.annotations import check_annotations
 from bags.data.lvis_fields import check_lvis_fields
 from bags.io import write_text_atomic
+from bags.schema import DETECTIONS_PER_IMAGE, EDGES
 from bags.values import is_int, is_number
 
 log = logging.getLogger(__name__)
@@ -306,8 +307,8 @@ def evaluate(
     gt_json: Path,
     results_json: Path,
     instance_counts: dict[int, int],
-    edges: Sequence[int] = (10, 100, 1000),
-    detections_per_img: int = 300,
+    edges: Sequence[int] = EDGES,
+    detections_per_img: int = DETECTIONS_PER_IMAGE,
     backend: str = "faster",
 ) -> dict[str, float | None]:
     """LVIS bbox metrics in percent, plus AP1..AP{len(edges)+1} by training instance count.

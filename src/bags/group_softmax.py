@@ -21,7 +21,7 @@ def _check(logits: torch.Tensor, groups: Groups) -> None:
 def sample_counted(
     labels: torch.Tensor,
     groups: Groups,
-    beta: float = 8.0,
+    beta: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """(N, G) mask of the RoIs that count in each group's loss.
@@ -55,7 +55,7 @@ def group_softmax_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
     groups: Groups,
-    beta: float = 8.0,
+    beta: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Sum over groups of the mean softmax cross-entropy over the RoIs that count in the group."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from bags.bins import DEFAULT_EDGES, bin_index
+from bags.bins import bin_index
+from bags.schema import EDGES
 from bags.values import is_int
 
 
@@ -31,7 +33,7 @@ class Groups:
     num_classes: int
     members: tuple[tuple[int, ...], ...]
     bins: tuple[tuple[int, int | None], ...]
-    edges: tuple[int, ...] = DEFAULT_EDGES
+    edges: tuple[int, ...]  # the instance counts that bound the bins
 
     def __post_init__(self) -> None:
         seen = sorted(c for group in self.members for c in group)
@@ -142,7 +144,7 @@ def _optional_int(value: object) -> int | None:
     return None if value is None else _whole(value)
 
 
-def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT_EDGES) -> Groups:
+def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = EDGES) -> Groups:
     """Bin classes by training instance count.
 
     ``instance_counts[i]`` is the count of class ``i + 1``. Bins are ``[0, e1), [e1, e2), ...,
@@ -179,22 +181,28 @@ def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = DEFAULT
     )
 
 
-def _check_beta(beta: object) -> float:
-    """BAGS's beta as a number: > 0 and finite, or "all" (infinity)."""
+def parse_beta(beta: object) -> float:
+    """BAGS's beta as a number: > 0 and finite as given, or "all" (infinity: every "others"
+    RoI). The one reader of beta, for the config, the command line, groups and model files."""
     if beta == "all":
-        return float("inf")
+        return math.inf
     if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < float("inf"):
         raise ValueError(f"'beta' must be a positive number or 'all', got {beta!r}")
     return float(beta)
 
 
+def beta_value(beta: float) -> float | str:
+    """Beta as files record it: "all" for infinity."""
+    return "all" if math.isinf(beta) else beta
+
+
 def groups_document(
     category_ids: Sequence[int], instance_counts: Sequence[int], edges: Sequence[int], beta
 ) -> str:
-    """The groups file: the groups of these categories' counts, with beta and category ids."""
-    _check_beta(beta)
+    """The groups file: the groups of these categories' counts, with beta (a number, or "all")
+    and category ids."""
     document = json.loads(assign_groups(instance_counts, edges).to_json())
-    document["beta"] = beta
+    document["beta"] = beta_value(parse_beta(beta))
     document["category_ids"] = [int(c) for c in category_ids]
     return json.dumps(document, indent=1)
 
@@ -207,7 +215,7 @@ def read_groups_file(text: str, category_ids: Sequence[int]) -> tuple[Groups, fl
         raise ValueError("the groups file was made for other categories")
     if "beta" not in data:
         raise ValueError("the groups file has no 'beta'")
-    return groups, _check_beta(data["beta"])
+    return groups, parse_beta(data["beta"])
 
 
 def write_groups(counts_file: Path, edges: Sequence[int], beta, out: Path) -> Groups:

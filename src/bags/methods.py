@@ -7,20 +7,18 @@ Adding a method is one function here, registered under a name the config then us
     @loss("my_loss")
     def my_loss(stats: TrainingStats, options: dict) -> SoftmaxClassifier: ...
 
-    @posthoc("my_rule")
+    @posthoc_rule("my_rule")
     def my_rule(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData): ...
 """
 
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torchvision.models.detection import FasterRCNN
 
@@ -34,53 +32,14 @@ from bags.classifiers import (
     WeightedSoftmaxClassifier,
 )
 from bags.data.dataset import DetectionDataset
+from bags.decoupling import class_centres, tau_normalize
 from bags.detector import classification_layer, set_classifier
-from bags.groups import assign_groups
+from bags.groups import read_groups_file
 from bags.losses import effective_number_weights, eql_threshold, reweight_weights
-from bags.posthoc import class_centres, tau_normalize
+from bags.safe_load import one_line
 from bags.sampling import class_balanced_indices, repeat_factors, repeated_indices, tail_images
+from bags.training_stats import TrainingStats
 from bags.values import is_number
-
-
-@dataclass(frozen=True)
-class TrainingStats:
-    """What the rules need to know about the training set (classes are 1..C, in id order)."""
-
-    instance_counts: list[int]  # per class, as the groups are made from (the counts file)
-    image_counts: list[int]  # per class: training images that contain it
-    image_classes: list[list[int]]  # per training image: its box labels
-    category_ids: list[int] | None = None  # the dataset's id of each class, when known
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.instance_counts)
-
-    @classmethod
-    def from_images(
-        cls,
-        instance_counts: list[int],
-        image_classes: list[list[int]],
-        category_ids: list[int] | None = None,
-    ) -> TrainingStats:
-        """Image counts follow from each image's labels."""
-        image_counts = [0] * len(instance_counts)
-        for classes in image_classes:
-            for c in set(classes):
-                image_counts[c - 1] += 1
-        return cls(instance_counts, image_counts, image_classes, category_ids)
-
-    @classmethod
-    def from_dataset(cls, dataset: DetectionDataset, counts: pd.DataFrame) -> TrainingStats:
-        """The dataset's images with the instance counts of its counts file (what the groups
-        are made from)."""
-        ids = dataset.category_ids
-        if counts["category_id"].tolist() != ids:
-            raise ValueError(
-                f"the counts were made for other categories than {dataset.annotation_file}"
-            )
-        image_classes = [labels.tolist() for _, labels in dataset.targets]
-        return cls.from_images(counts["instance_count"].tolist(), image_classes, ids)
-
 
 # An epoch's images: (seed, epoch) -> image indices, or None for every image once.
 EpochImages = Callable[[int, int], list[int]] | None
@@ -96,6 +55,8 @@ class PosthocData:
     instance_counts: dict[int, int] | None = None
     edges: list[int] | None = None
     device: torch.device | None = None
+    # The model's AP on ``heldout`` (NaN where nothing can be scored): the job supplies it.
+    heldout_ap: Callable[[FasterRCNN], float] | None = None
 
 
 Classifier = SoftmaxClassifier
@@ -103,7 +64,7 @@ Classifier = SoftmaxClassifier
 PostHoc = Callable[[FasterRCNN, TrainingStats, dict, PosthocData], list[dict] | None]
 LOSSES: dict[str, Callable[[TrainingStats, dict], Classifier]] = {}
 SAMPLERS: dict[str, Callable[[TrainingStats, dict], EpochImages]] = {}
-POSTHOC: dict[str, PostHoc] = {}
+POSTHOC_RULES: dict[str, PostHoc] = {}
 
 
 def loss(name: str):
@@ -126,11 +87,11 @@ def sampler(name: str):
     return register
 
 
-def posthoc(name: str):
+def posthoc_rule(name: str):
     """Register a post-hoc rule: ``(model, stats, options, data)`` changes ``model`` in place."""
 
     def register(function):
-        POSTHOC[name] = function
+        POSTHOC_RULES[name] = function
         return function
 
     return register
@@ -174,13 +135,17 @@ def softmax(stats: TrainingStats, options: dict) -> Classifier:
 
 @loss("bags")
 def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
-    """BAGS; ``edges`` bin the classes by instance count, ``beta`` is a number or "all"."""
-    _options(options, ["edges", "beta"], "bags")
-    edges = options.get("edges", [10, 100, 1000])
-    if not isinstance(edges, list) or not all(isinstance(e, int) for e in edges):
-        raise ValueError(f"bags: option 'edges' must be a list of integers, got {edges!r}")
-    groups = assign_groups(stats.instance_counts, edges)
-    beta = math.inf if options.get("beta") == "all" else _number(options, "beta", 8, "bags")
+    """BAGS with the groups and beta of its groups file (``groups_file``), which ``bags groups``
+    makes from the training counts, the bins' edges and beta (``bags.groups.write_groups``)."""
+    _options(options, ["groups_file"], "bags")
+    if "groups_file" not in options:
+        raise ValueError("bags: its groups file is needed (--groups-file)")
+    path = Path(options["groups_file"])
+    ids = stats.category_ids or list(range(1, stats.num_classes + 1))
+    try:
+        groups, beta = read_groups_file(path.read_text(), ids)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: {one_line(error)}") from error
     return GroupSoftmaxClassifier(groups, beta)
 
 
@@ -269,7 +234,7 @@ def tail(stats: TrainingStats, options: dict) -> EpochImages:
     return lambda seed, epoch: list(images)
 
 
-@posthoc("tau_norm")
+@posthoc_rule("tau_norm")
 def tau_norm(
     model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
 ) -> list[dict] | None:
@@ -283,13 +248,13 @@ def tau_norm(
     taus = options["taus"]
     if not isinstance(taus, list) or not taus:
         raise ValueError(f"tau_norm: 'taus' must be a list of numbers >= 0, got {taus!r}")
-    if data.heldout is None:
+    if data.heldout_ap is None:
         raise ValueError("tau_norm: choosing among 'taus' needs held-out training images")
     original, log = classification_layer(model), []
     for tau in taus:
         tau = _number({"tau": tau}, "tau", 0, "tau_norm: 'taus'", low_allowed=True)
         _set_tau(model, original, tau)
-        log.append({"tau": tau, "heldout_AP": _heldout_ap(model, data)})
+        log.append({"tau": tau, "heldout_AP": data.heldout_ap(model)})
     best = max(
         log, key=lambda row: -math.inf if math.isnan(row["heldout_AP"]) else row["heldout_AP"]
     )
@@ -302,21 +267,7 @@ def _set_tau(model: FasterRCNN, layer: torch.nn.Linear, tau: float) -> None:
     model.roi_heads.box_predictor.cls_score = tau_normalize(layer, tau, rows)
 
 
-def _heldout_ap(model: FasterRCNN, data: PosthocData) -> float:
-    """The model's AP on the held-out images (NaN where nothing can be scored)."""
-    from bags.engine.infer import predict_to_file
-    from bags.evaluation import evaluate
-
-    with tempfile.TemporaryDirectory() as scratch:
-        detections = Path(scratch) / "heldout_detections.json"
-        predict_to_file(model, data.heldout, detections, device=data.device)
-        metrics = evaluate(
-            data.heldout.annotation_file, detections, data.instance_counts, data.edges
-        )
-    return math.nan if metrics["AP"] is None else metrics["AP"]
-
-
-@posthoc("tau_norm_select")
+@posthoc_rule("tau_norm_select")
 def tau_norm_select(
     model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
 ) -> None:
@@ -342,8 +293,8 @@ def _nearest_class_mean(source: str):
     return rule
 
 
-posthoc("ncm_fc")(_nearest_class_mean("fc"))
-posthoc("ncm_conv")(_nearest_class_mean("pooled"))
+posthoc_rule("ncm_fc")(_nearest_class_mean("fc"))
+posthoc_rule("ncm_conv")(_nearest_class_mean("pooled"))
 
 
 def _scoring(model: FasterRCNN) -> dict[str, Any]:
@@ -379,8 +330,10 @@ class MethodSpec:
             raise ValueError(f"unknown loss {spec.loss!r}; known: {sorted(LOSSES)}")
         if spec.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {spec.sampler!r}; known: {sorted(SAMPLERS)}")
-        if spec.posthoc is not None and spec.posthoc not in POSTHOC:
-            raise ValueError(f"unknown post-hoc rule {spec.posthoc!r}; known: {sorted(POSTHOC)}")
+        if spec.posthoc is not None and spec.posthoc not in POSTHOC_RULES:
+            raise ValueError(
+                f"unknown post-hoc rule {spec.posthoc!r}; known: {sorted(POSTHOC_RULES)}"
+            )
         if spec.last_layer not in ("fresh", "loaded"):
             raise ValueError(f"last_layer must be 'fresh' or 'loaded', got {spec.last_layer!r}")
         return spec
@@ -389,8 +342,12 @@ class MethodSpec:
     def new_layer(self) -> bool:
         return self.last_layer == "fresh"
 
-    def classifier(self, stats: TrainingStats) -> Classifier:
-        return LOSSES[self.loss](stats, dict(self.loss_options or {}))
+    def classifier(self, stats: TrainingStats, groups_file: Path | None = None) -> Classifier:
+        """The loss's classification rule; ``groups_file``: BAGS's groups (``bags groups``)."""
+        options = dict(self.loss_options or {})
+        if groups_file is not None:
+            options["groups_file"] = groups_file
+        return LOSSES[self.loss](stats, options)
 
     def epoch_images(self, stats: TrainingStats) -> EpochImages:
         return SAMPLERS[self.sampler](stats, dict(self.sampler_options or {}))
@@ -401,4 +358,6 @@ class MethodSpec:
         """Apply the post-hoc rule to ``model``; what it tried, if it chose among settings."""
         if self.posthoc is None:
             raise ValueError("this method has no post-hoc rule")
-        return POSTHOC[self.posthoc](model, stats, dict(self.posthoc_options or {}), data) or []
+        return (
+            POSTHOC_RULES[self.posthoc](model, stats, dict(self.posthoc_options or {}), data) or []
+        )

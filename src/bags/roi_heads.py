@@ -106,7 +106,7 @@ class LongTailRoIHeads(RoIHeads):
         heads: RoIHeads,
         classifier: SoftmaxClassifier,
         score_thresh: float | None = None,
-        detections_per_img: int = 300,
+        detections_per_img: int | None = None,
     ) -> LongTailRoIHeads:
         """Wrap the submodules of ``heads`` (weights shared, not copied) under a new rule."""
         if heads.has_mask() or heads.has_keypoint():
@@ -125,7 +125,9 @@ class LongTailRoIHeads(RoIHeads):
             bbox_reg_weights=heads.box_coder.weights,
             score_thresh=heads.score_thresh if score_thresh is None else score_thresh,
             nms_thresh=heads.nms_thresh,
-            detections_per_img=detections_per_img,
+            detections_per_img=(
+                heads.detections_per_img if detections_per_img is None else detections_per_img
+            ),
         )
         new.loss_images = getattr(heads, "loss_images", None)
         new.box_loss_beta = getattr(heads, "box_loss_beta", TORCHVISION_BOX_BETA)

@@ -13,7 +13,7 @@ RES = config["resources"]
 CONVERGENCE = config["convergence"]
 SEEDS = config["seeds"]
 SCHEMA = yaml.safe_load(
-    Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text()
+    Path(workflow.basedir, "src/bags/config.schema.yaml").read_text()
 )
 TABLES = ["comparison", "ablation_groups", "ablation_beta", "ablation_finetune"]
 

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from bags.digest import file_hasher, sha256_file
 from bags.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,6 @@ class DownloadError(RuntimeError):
 
 class _Retry(Exception):
     """A failure worth another try: connection error, body cut short, HTTP 5xx."""
-
-
-def _hasher(path: Path, chunk: int = 1 << 20) -> hashlib._Hash:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(chunk):
-            digest.update(data)
-    return digest
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    return _hasher(path, chunk).hexdigest()
 
 
 def _mismatch(
@@ -171,7 +159,7 @@ def _attempt(
             raise DownloadError(f"{url}: size mismatch: expected {size} bytes, server has {total}")
         if not offset:
             _keep_source(url, part, response.headers)
-        digest = _hasher(part) if sha256 and offset else hashlib.sha256()
+        digest = file_hasher(part) if sha256 and offset else hashlib.sha256()
         received = _receive(response, part, offset, size or total, digest if sha256 else None,
                             chunk, progress)  # fmt: skip
         if length is not None and received < length:

@@ -12,6 +12,7 @@ import torch
 import bags
 from bags.io import atomic_path
 from bags.safe_load import load_weights_only
+from bags.values import is_int, is_number
 
 
 def code_version() -> str:
@@ -95,3 +96,29 @@ def load_checkpoint(path: Path, settings: dict[str, Any], version: str) -> dict[
         hint = ", or resume with the code that made it"
         raise OtherRun(path, reason, finished_run(state), hint)
     return state
+
+
+def keep_rng(partial: dict, device: torch.device) -> None:
+    """This process's random state (RoI and "others" sampling draw from it) into ``partial``."""
+    partial["rng"] = torch.get_rng_state()
+    if device.type == "cuda":
+        partial["cuda_rng"] = torch.cuda.get_rng_state(device)
+
+
+def is_partial(partial: Any) -> bool:
+    """Whether a checkpoint's ``partial`` is what ``_keep_rng`` and the step loop keep."""
+    return (
+        isinstance(partial, dict)
+        and isinstance(partial.get("sums"), dict)
+        and all(is_number(value) for value in partial["sums"].values())
+        and is_int(partial.get("images"))
+        and is_number(partial.get("seconds"))
+        and isinstance(partial.get("rng"), torch.Tensor)
+        and partial["rng"].dtype == torch.uint8
+    )
+
+
+def restore_rng(partial: dict, device: torch.device) -> None:
+    torch.set_rng_state(partial["rng"])
+    if device.type == "cuda" and "cuda_rng" in partial:
+        torch.cuda.set_rng_state(partial["cuda_rng"], device)

@@ -18,8 +18,8 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from bags.data.dataset import DetectionDataset, collate
-from bags.data.download import sha256_file
 from bags.detector import backbone_features
+from bags.digest import sha256_file
 from bags.engine.model_files import check_classes, load_model
 from bags.io import atomic_path
 from bags.safe_load import load_weights_only

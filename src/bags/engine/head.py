@@ -14,8 +14,8 @@ from torchvision.models.detection import FasterRCNN
 
 from bags.classifiers import SoftmaxClassifier
 from bags.data.counts import read_counts
-from bags.data.download import sha256_file
 from bags.detector import classification_layer, set_classifier
+from bags.digest import sha256_file
 from bags.engine.feature_cache import ScoringFeatures, TrainingFeatures, load_features
 from bags.engine.infer import image_results
 from bags.engine.model_files import (
@@ -25,10 +25,12 @@ from bags.engine.model_files import (
     save_model,
     write_norms,
 )
-from bags.engine.train import TrainConfig, make_scheduler, method_classifier, training_plan
+from bags.engine.plan import training_plan
+from bags.engine.settings import TrainConfig, make_scheduler
 from bags.io import atomic_path
 from bags.loss_scope import chunk_ranges
-from bags.methods import EpochImages, MethodSpec, TrainingStats
+from bags.methods import EpochImages, MethodSpec
+from bags.training_stats import TrainingStats
 
 
 def fit_layer(
@@ -128,9 +130,9 @@ def head_job(
     out_log: Path,
     out_detections: Path,
     out_norms: Path,
+    score_thresh: float,
+    detections_per_img: int,
     groups_file: Path | None = None,
-    score_thresh: float = 0.0,
-    detections_per_img: int = 300,
 ) -> None:
     """Train one classifier-level row's last layer on the cached features of ``baseline``,
     save the model, its per-epoch log, its detections on the cached val images and its norms."""
@@ -146,7 +148,7 @@ def head_job(
     val = load_features(cache_dir / "val.pt", made_from)  # checked before any output
     ids = table["category_id"].tolist()
     stats = TrainingStats.from_images(table["instance_count"].tolist(), train.image_classes, ids)
-    classifier = method_classifier(spec, stats, groups_file)
+    classifier = spec.classifier(stats, groups_file)
     torch.manual_seed(config.seed)
     set_classifier(model, classifier, spec.new_layer, score_thresh, detections_per_img)
     sampler = model.roi_heads.fg_bg_sampler

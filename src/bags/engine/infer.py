@@ -11,6 +11,8 @@ from torchvision.models.detection import FasterRCNN
 from tqdm import tqdm
 
 from bags.data.dataset import DetectionDataset, collate
+from bags.engine.device import pick_device
+from bags.engine.model_files import check_classes, load_model
 from bags.io import atomic_path
 
 
@@ -73,8 +75,6 @@ def infer_job(
     data_options: dict | None = None,
 ) -> int:
     """Detections of a model file on a dataset, as an LVIS results JSON. Returns the count."""
-    from bags.engine.model_files import check_classes, load_model
-    from bags.engine.train import pick_device
 
     model, meta = load_model(model_file, score_thresh, detections_per_img)
     dataset = DetectionDataset(annotations, images, **(data_options or {}))

@@ -22,12 +22,12 @@ MAX_CLASSES = 100_000  # LVIS has 1203: a larger count is a damaged or hostile f
 
 
 def make_detector(
-    meta: dict[str, Any], score_thresh: float | None = None, detections: int = 300
+    meta: dict[str, Any], score_thresh: float | None = None, detections_per_img: int | None = None
 ) -> FasterRCNN:
     """Build the detector ``meta`` describes: arch, num_classes, classifier (and groups)."""
     model = build_detector(meta["arch"], meta["num_classes"])
     classifier = from_meta(meta)
-    return set_classifier(model, classifier, False, score_thresh, detections)
+    return set_classifier(model, classifier, False, score_thresh, detections_per_img)
 
 
 def save_model(path: Path | str, model: FasterRCNN, meta: dict[str, Any]) -> None:
@@ -68,11 +68,11 @@ def read_model_file(path: Path | str) -> dict[str, Any]:
 
 
 def load_model(
-    path: Path | str, score_thresh: float | None = None, detections: int = 300
+    path: Path | str, score_thresh: float | None = None, detections_per_img: int | None = None
 ) -> tuple[FasterRCNN, dict[str, Any]]:
     content = read_model_file(path)
     try:
-        model = make_detector(content["meta"], score_thresh, detections)
+        model = make_detector(content["meta"], score_thresh, detections_per_img)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a description from elsewhere
         raise ValueError(
             f"{path}: its description makes no detector ({one_line(error)})"

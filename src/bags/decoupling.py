@@ -1,4 +1,5 @@
-"""Post-hoc rows: the trained baseline's classifier rescaled or replaced without training."""
+"""Kang et al.'s changes to a trained classifier ("Decoupling Representation and Classifier"):
+tau-norm of the last layer, and the class centres that nearest class mean scores by."""
 
 from __future__ import annotations
 

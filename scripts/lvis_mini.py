@@ -37,8 +37,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from bags.data.download import sha256_file
-from bags.data.synthetic import SyntheticSpec, _render, class_names
+from bags.data.drawing import class_names, render
+from bags.data.synthetic import SyntheticSpec
+from bags.digest import sha256_file
 from bags.io import atomic_path, write_text_atomic
 
 VERSIONS = ("v0.5", "v1")
@@ -126,7 +127,7 @@ def _version_set(version, stats, rng, names, jpegs, coco_boxes):
         images, annotations = [], []
         for index, slots in enumerate(per_image):
             image_id = FIRST_ID[version, split] + index
-            pixels, boxes, _ = _render(rng, slots, names, spec)
+            pixels, boxes, _ = render(rng, slots, names, spec)
             folder = _folder(version, split, index)
             buffer = io.BytesIO()
             Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
@@ -161,7 +162,7 @@ def _version_set(version, stats, rng, names, jpegs, coco_boxes):
                 )
             coco_boxes.setdefault(folder, []).append((record, boxes))
         documents[split] = {
-            "info": {"description": f"LVIS {version}-shaped mini set (bags.data.lvis_mini)"},
+            "info": {"description": f"LVIS {version}-shaped mini set (scripts/lvis_mini.py)"},
             "licenses": [{"id": 1, "name": "CC BY 4.0", "url": ""}],
             "images": images,
             "annotations": annotations,
@@ -204,7 +205,7 @@ def _coco_instances(entries: list[tuple[dict, list]], categories: list[dict]) ->
         }
     )  # fmt: skip
     return {
-        "info": {"description": "COCO 2017-shaped mini set (bags.data.lvis_mini)"},
+        "info": {"description": "COCO 2017-shaped mini set (scripts/lvis_mini.py)"},
         "licenses": [{"id": 1, "name": "CC BY-NC-SA 2.0", "url": ""}],
         "images": images,
         "annotations": annotations,
@@ -320,7 +321,7 @@ def check(results: Path, version: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bags.data.lvis_mini", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python scripts/lvis_mini.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     made = sub.add_parser("make", help="write the mini set")
     made.add_argument("--stats", type=Path, required=True, help="folder of *_category_stats.json")
