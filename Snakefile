@@ -3,6 +3,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -12,6 +13,7 @@ SRC = str(Path(workflow.basedir, "src"))
 sys.path.insert(0, SRC)
 from bags.analysis.figure_table import FIGURES as FIGURE_TABLE
 from bags.config_checks import check_config_file, non_finite
+from bags.schema import SCHEMA_FILE
 
 # Every job imports the package from this source folder, also in a conda environment, which
 # holds only the dependencies (envs/bags.yaml is copied to .snakemake/conda/ before it is
@@ -24,16 +26,29 @@ shell.prefix(
     + f"export PYTHONPATH={QUOTED_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
-# The default experiment, unless --configfile names others (merged in order, the default left
-# out: configs/lvis_smoke.yaml is layered over a real-LVIS config).
+# The methods table every experiment starts from, then the default experiment unless
+# --configfile names others (merged in order over the table, the default left out:
+# configs/lvis_smoke.yaml is layered over a real-LVIS config).
+METHODS_TABLE = Path(workflow.basedir, "configs/methods.yaml")
+
+
+configfile: METHODS_TABLE
+
+
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 
 
-# A method set to null by a later config file is dropped from the table.
+# The rows in the table's order, then a config's own rows in theirs (--configfile files are read
+# before the table); a method set to null by a later config file is dropped.
 if isinstance(config.get("methods"), dict):
-    config["methods"] = {n: m for n, m in config["methods"].items() if m is not None}
+    _order = [*yaml.safe_load(METHODS_TABLE.read_text())["methods"], *config["methods"]]
+    config["methods"] = {
+        n: config["methods"][n]
+        for n in dict.fromkeys(_order)
+        if config["methods"].get(n) is not None
+    }
 
 # `--config seeds=[0,1]` passes the numbers as text.
 if isinstance(config.get("seeds"), list):
@@ -42,14 +57,15 @@ if isinstance(config.get("seeds"), list):
     ]
 
 # Plain YAML, no key given twice, every number finite: what the schema cannot see.
-for _file in workflow.overwrite_configfiles or [Path(workflow.basedir, "config.yaml")]:
+DEFAULT_CONFIG = Path(workflow.basedir, "config.yaml")
+for _file in [METHODS_TABLE, *(workflow.overwrite_configfiles or [DEFAULT_CONFIG])]:
     check_config_file(_file)
 if non_finite(config):
     raise ValueError(
         f"config: {', '.join(non_finite(config))} must be a finite number (not NaN or infinity)"
     )
 
-validate(config, "src/bags/config.schema.yaml")
+validate(config, str(SCHEMA_FILE))
 
 
 include: "workflow/rules/common.smk"

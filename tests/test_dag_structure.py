@@ -82,7 +82,7 @@ def test_rows_start_where_the_reference_starts_them(finished):
 def test_changed_edges_rerun_only_the_groups_and_their_jobs(finished, tmp_path):
     workdir = copy_finished(finished, tmp_path / "wf")
     config = (workdir / "configs" / "test.yaml").read_text()
-    (workdir / "edges.yaml").write_text(config.replace("edges: [10, 100, 1000]", "edges: [8, 50]"))
+    (workdir / "edges.yaml").write_text(config + "groups: {edges: [8, 50]}\n")
     jobs = planned_jobs(snakemake(workdir, "--configfile", "edges.yaml", "--dry-run").stdout)
     # The BAGS rows on the config's groups: their groups files and everything after them.
     assert {"groups(method=bags)", "groups(method=bags_beta_all)",
@@ -189,8 +189,8 @@ def test_hostile_config_values_arrive_as_text(finished, tmp_path):
     [
         ("experiment", "..", "experiment"),
         ("experiment", "a/../../b", "experiment"),
-        ("groups edges", "edges: [100, 10]", "strictly increasing"),
-        ("groups beta", "beta: 0", "beta"),
+        ("groups", "{edges: [100, 10]}", "strictly increasing"),
+        ("groups", "{beta: 0}", "beta"),
     ],
 )
 def test_bad_config_values_are_refused_before_any_job(tmp_path, key, value, says):
@@ -198,10 +198,8 @@ def test_bad_config_values_are_refused_before_any_job(tmp_path, key, value, says
     config = (workdir / "configs" / "test.yaml").read_text()
     if key == "experiment":
         config = config.replace("experiment: test", f"experiment: {json.dumps(value)}")
-    elif key == "groups edges":
-        config = config.replace("edges: [10, 100, 1000]", value)
     else:
-        config = config.replace("beta: 8", value)
+        config += f"{key}: {value}\n"
     (workdir / "bad.yaml").write_text(config)
     result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run", check=False)
     assert result.returncode != 0

@@ -5,16 +5,14 @@ import re
 from pathlib import Path
 
 import jsonschema
-import yaml
+from bags.schema import schema
 
 EXP = f"results/{config['experiment']}"
 ENV = "../../envs/bags.yaml"
 RES = config["resources"]
 CONVERGENCE = config["convergence"]
 SEEDS = config["seeds"]
-SCHEMA = yaml.safe_load(
-    Path(workflow.basedir, "src/bags/config.schema.yaml").read_text()
-)
+SCHEMA = schema()
 TABLES = ["comparison", "ablation_groups", "ablation_beta", "ablation_finetune"]
 
 
