@@ -14,6 +14,13 @@ def lvis_data() -> Path:
     return LVIS_DATA
 
 
+def pytest_collection_modifyitems(items):
+    """A test of the finished DAG (``finished``) is slow: the fixture runs the whole DAG."""
+    for item in items:
+        if "finished" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory) -> Path:
     """A copy of the workflow after the whole DAG of configs/test.yaml ran locally (shared by

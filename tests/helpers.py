@@ -165,3 +165,15 @@ def load_script(path: Path):
     sys.modules[path.stem] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def methods_table(workdir: Path, *configs: str) -> dict[str, dict]:
+    """The methods table the Snakefile makes of ``configs/methods.yaml`` and ``configs`` layered
+    over it, in the table's order; a method set to null is dropped."""
+    import yaml
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load((workdir / "configs" / "methods.yaml").read_text())["methods"]
+    for config in configs:
+        update_config(merged, yaml.safe_load((workdir / config).read_text()).get("methods", {}))
+    return {name: entry for name, entry in merged.items() if entry is not None}

@@ -38,6 +38,8 @@ from bags.engine.checkpoints import RESUMED
 from tests.helpers import TINY_SPEC, TINY_TRAIN, train_command
 from tests.test_download import DATA, _Server
 
+pytestmark = pytest.mark.slow  # every case runs its command in a process
+
 MARKER = "INJECTED"  # what an unpickled payload creates in the case folder
 # What stderr holds besides the error: log records and progress bars.
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [\w.]+ (DEBUG|INFO|WARNING): ")

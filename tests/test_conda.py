@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ def test_environment_file_holds_no_path():
     assert all("==" in line and "/" not in line for line in pip), pip
 
 
+@pytest.mark.slow  # builds the environment and runs the tiny DAG in it
 def test_use_conda_runs_the_tiny_dag_in_the_environment(tmp_path):
     workdir = copy_workflow_with_source(tmp_path / "work flow")  # a space: quoted
     # Only the stand-in and the system's tools on PATH: a job that ran outside the environment

@@ -45,7 +45,7 @@ def test_non_finite_numbers_are_found_where_they_are():
 
 CONFIG = "configs/test.yaml"
 SCHEDULE = "  baseline: {epochs: 1, batch_size: 8, lr: 0.02, warmup_iters: 2}"
-LABEL = "  baseline: {label: baseline, row: 1, start: balanced, train: all, last_layer: fresh}"
+LABEL = "  tau_norm_heldout: {posthoc_options: {taus: [0, 1]}}"
 
 
 @pytest.mark.parametrize(
@@ -54,9 +54,9 @@ LABEL = "  baseline: {label: baseline, row: 1, start: balanced, train: all, last
         (SCHEDULE, SCHEDULE + "\n  baseline: {epochs: 2}", "key 'baseline' repeats"),
         (SCHEDULE, SCHEDULE.replace("0.02", ".nan"), "schedules.baseline.lr must be a finite"),
         (SCHEDULE, SCHEDULE.replace("0.02", "-.inf"), "schedules.baseline.lr must be a finite"),
-        (LABEL, LABEL.replace("label: baseline", 'label: "baseline\\n"'), "baseline\\n"),
-        (LABEL, LABEL.replace("label: baseline", "label: -baseline"), "-baseline"),
-        ("  beta: 8", "  beta: 8\n__use_yte__: false", "asks for YTE templating"),
+        (LABEL, LABEL.replace("{", '{label: "held\\n", '), "held\\n"),
+        (LABEL, LABEL.replace("{", "{label: -held, "), "-held"),
+        ("threads: 1", "threads: 1\n__use_yte__: false", "asks for YTE templating"),
     ],
     ids=["repeated key", "NaN", "infinity", "final newline", "leading dash", "YTE"],
 )

@@ -110,14 +110,10 @@ def test_changed_edges_rerun_only_the_groups_and_their_jobs(finished, tmp_path):
 def test_a_finished_row_whose_lr_changed_trains_again_from_the_start(finished, tmp_path):
     """Its job reruns; the finished run's checkpoints neither stop it nor are resumed."""
     workdir = copy_finished(finished, tmp_path / "wf")
-    config = (workdir / "configs" / "test.yaml").read_text()
-    entry = "    groups: {beta: 1}\n\ninference:"
-    assert entry in config
-    changed = entry.replace("\n\n", "\n    settings: {lr: 0.002}\n\n")
-    (workdir / "lr.yaml").write_text(config.replace(entry, changed))
+    (workdir / "lr.yaml").write_text("methods: {bags_box_head: {settings: {lr: 0.002}}}\n")
     before = model(workdir, "longtail", "bags_box_head")["state_dict"]
     target = "results/test/runs/longtail/bags_box_head/seed0/metrics.json"
-    snakemake(workdir, target, "--configfile", "lr.yaml")
+    snakemake(workdir, target, "--configfile", "configs/test.yaml", "lr.yaml")
     log = (workdir / "results/test/logs/train/longtail_bags_box_head_seed0.log").read_text()
     assert "differs in train" in log and "starting over" in log
     assert not resumed_from(log)
@@ -155,9 +151,11 @@ def test_hostile_config_values_arrive_as_text(finished, tmp_path):
     kind: each arrives as text, and nothing runs."""
     workdir = copy_finished(finished, tmp_path / "wf")
     config = (workdir / "configs" / "test.yaml").read_text()
-    config = config.replace("label: re-weight,", f"label: {json.dumps(HOSTILE)},")
-    (workdir / "hostile.yaml").write_text(config)
-    snakemake(workdir, "comparison", "--forcerun", "table", "--configfile", "hostile.yaml")
+    (workdir / "hostile.yaml").write_text(
+        f"methods: {{reweight: {{label: {json.dumps(HOSTILE)}}}}}\n"
+    )
+    layers = ("--configfile", "configs/test.yaml", "hostile.yaml")
+    snakemake(workdir, "comparison", "--forcerun", "table", *layers)
     table = pd.read_csv(workdir / "results/test/tables/comparison.csv")
     assert HOSTILE in table["method"].tolist()
     # A user's data folder whose name is a command.
@@ -176,7 +174,9 @@ def test_hostile_config_values_arrive_as_text(finished, tmp_path):
       images: {json.dumps(str(data / "images"))}""",
     )
     (workdir / "own.yaml").write_text(own)
-    snakemake(workdir, "results/own/counts/longtail.csv", "--configfile", "own.yaml")
+    snakemake(
+        workdir, "results/own/counts/longtail.csv", "--configfile", "own.yaml", "hostile.yaml"
+    )
     counts = pd.read_csv(workdir / "results/own/counts/longtail.csv")
     assert counts["instance_count"].sum() > 0
     for marker in ("pwned", "pwned2", "pwned3", "pwned4"):

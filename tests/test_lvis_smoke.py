@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import LVIS_DATA
-from tests.helpers import load_script
+from tests.helpers import load_script, methods_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,7 +29,7 @@ def job_stats(output: str) -> set[str]:
 
 def kept_methods(version: str) -> dict[str, dict]:
     """The smoke run's methods table: the real config's, less the rows the trim sets to null."""
-    methods = yaml.safe_load((ROOT / f"configs/lvis_{version}.yaml").read_text())["methods"]
+    methods = methods_table(ROOT, f"configs/lvis_{version}.yaml")
     trim = yaml.safe_load((ROOT / "configs/lvis_smoke_trim.yaml").read_text())["methods"]
     return {name: entry for name, entry in methods.items() if trim.get(name, entry) is not None}
 
@@ -43,6 +43,7 @@ def mini(tmp_path_factory) -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
+@pytest.mark.slow  # the LVIS configs' DAG on a mini set
 @pytest.mark.parametrize("version", ["v0.5", "v1"])
 def test_smoke_run_makes_every_output_of_the_real_config(version, mini, tmp_path):
     work = tmp_path / "run"

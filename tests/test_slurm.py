@@ -23,9 +23,13 @@ def slurm_is_up() -> bool:
     return result.returncode == 0 and bool(result.stdout.strip())
 
 
-pytestmark = pytest.mark.skipif(
-    not slurm_is_up(), reason="no Slurm on this machine: `bash scripts/local-slurm.sh` starts one"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not slurm_is_up(),
+        reason="no Slurm on this machine: `bash scripts/local-slurm.sh` starts one",
+    ),
+]
 
 
 def every_run(workdir):

@@ -9,9 +9,8 @@ import subprocess
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.helpers import BIN, ROOT, copy_workflow, planned_jobs, snakemake
+from tests.helpers import BIN, ROOT, copy_workflow, methods_table, planned_jobs, snakemake
 
 # The whole DAG's run is the session fixture ``finished`` (tests/conftest.py).
 METRICS = ["AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
@@ -26,8 +25,8 @@ def markdown_rows(path):
 
 def assert_cells_are_the_runs_metrics(workdir, table):
     """Every metric cell of a table (CSV and Markdown) is its run's metrics.json value."""
-    config = yaml.safe_load((workdir / "configs" / "test.yaml").read_text())
-    method_of = {entry["label"]: name for name, entry in config["methods"].items()}
+    methods = methods_table(workdir, "configs/test.yaml")
+    method_of = {entry["label"]: name for name, entry in methods.items()}
     exp = workdir / "results" / "test"
     frame = pd.read_csv(exp / "tables" / f"{table}.csv")
     shown = markdown_rows(exp / "tables" / f"{table}.md")
@@ -51,7 +50,7 @@ def test_whole_dag_makes_every_table_figure_and_claim(finished):
     exp = finished / "results" / "test"
     table = assert_cells_are_the_runs_metrics(finished, "comparison")
     rows = ["baseline", "re-weight", "focal loss-cls", "NCM-fc", "NCM-conv", "tau-norm"]
-    rows += ["tau-norm-select", "tau-norm, tau on held-out", "BAGS", "EQL"]
+    rows += ["tau-norm-select", "BAGS", "tau-norm, tau on held-out", "EQL"]  # the table's order
     assert table["method"].tolist() == rows
     assert table["#"].tolist() == list(range(1, 11))
     assert list(table.columns) == ["#", "method", *METRICS, "seeds"]
@@ -220,7 +219,7 @@ def test_named_target_plans_exactly_the_jobs_it_needs(tmp_path, target):
 
 def test_unknown_config_key_is_one_clear_error(tmp_path):
     workdir = copy_workflow(tmp_path)
-    bad = (workdir / "configs" / "test.yaml").read_text().replace("  beta: 8", "  betta: 8")
+    bad = (workdir / "configs" / "test.yaml").read_text() + "groups: {betta: 8}\n"
     (workdir / "bad.yaml").write_text(bad)
     result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run", check=False)
     assert result.returncode != 0

@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import NoReturn
 
-from bags.values import MAX_SEED
+from bags.values import MAX_SEED, parse_beta
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -80,11 +80,13 @@ def share(text: str) -> float:
     return value
 
 
-def beta(text: str) -> float | str:
-    """BAGS's beta: a number > 0, or "all"."""
-    if text == "all":
-        return text
-    value = _real(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0 or 'all', got {text!r}")
-    return value
+def beta(text: str) -> float:
+    """BAGS's beta: a number > 0, or "all" (infinity), as ``bags.values.parse_beta`` reads it."""
+    try:
+        value: float | str = float(text)
+    except ValueError:
+        value = text
+    try:
+        return parse_beta(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

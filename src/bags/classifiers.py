@@ -19,8 +19,9 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from bags.group_softmax import group_softmax_loss, group_softmax_scores
-from bags.groups import Groups, beta_value, parse_beta
+from bags.groups import Groups
 from bags.losses import equalization_loss, weighted_cross_entropy
+from bags.values import beta_value, parse_beta
 
 
 @dataclass

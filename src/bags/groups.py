@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 
 from bags.bins import bin_index
 from bags.schema import EDGES
-from bags.values import is_int
+from bags.values import beta_value, is_int, parse_beta
 
 
 @dataclass(frozen=True)
@@ -179,21 +178,6 @@ def assign_groups(instance_counts: Sequence[int], edges: Sequence[int] = EDGES) 
         bins=tuple((lows[k], highs[k]) for k in kept),
         edges=edges,
     )
-
-
-def parse_beta(beta: object) -> float:
-    """BAGS's beta as a number: > 0 and finite as given, or "all" (infinity: every "others"
-    RoI). The one reader of beta, for the config, the command line, groups and model files."""
-    if beta == "all":
-        return math.inf
-    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < float("inf"):
-        raise ValueError(f"'beta' must be a positive number or 'all', got {beta!r}")
-    return float(beta)
-
-
-def beta_value(beta: float) -> float | str:
-    """Beta as files record it: "all" for infinity."""
-    return "all" if math.isinf(beta) else beta
 
 
 def groups_document(

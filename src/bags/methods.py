@@ -137,7 +137,12 @@ def softmax(stats: TrainingStats, options: dict) -> Classifier:
 def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
     """BAGS with the groups and beta of its groups file (``groups_file``), which ``bags groups``
     makes from the training counts, the bins' edges and beta (``bags.groups.write_groups``)."""
-    _options(options, ["groups_file"], "bags")
+    unknown = sorted(set(options) - {"groups_file"})
+    if unknown:
+        raise ValueError(
+            f"bags: its groups and beta come from its groups file (the config's groups), not "
+            f"from 'loss_options' {unknown}"
+        )
     if "groups_file" not in options:
         raise ValueError("bags: its groups file is needed (--groups-file)")
     path = Path(options["groups_file"])

@@ -26,3 +26,19 @@ def finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:
         return False
+
+
+def parse_beta(beta: object) -> float:
+    """BAGS's beta as a number: > 0, or "all" (infinity: every "others" RoI; infinity itself,
+    as this returns it, reads back the same). The one reader of beta, for the config, the
+    command line, groups and model files."""
+    if beta == "all" or (type(beta) is float and beta == math.inf):
+        return math.inf
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < float("inf"):
+        raise ValueError(f"'beta' must be a positive number or 'all', got {beta!r}")
+    return float(beta)
+
+
+def beta_value(beta: float) -> float | str:
+    """Beta as files record it: "all" for infinity."""
+    return "all" if math.isinf(beta) else beta

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import jsonschema
+from bags.values import parse_beta
 from bags.schema import schema
 
 EXP = f"results/{config['experiment']}"
@@ -335,8 +336,7 @@ def ablation_setting(table, name):
         split = ", ".join(str(e) for e in groups["edges"]) or "none"
         return f"{len(groups['edges']) + 1} (split at {split})", len(groups["edges"])
     if table == "ablation_beta":
-        beta = groups["beta"]
-        return str(beta), float("inf") if beta == "all" else float(beta)
+        return str(groups["beta"]), parse_beta(groups["beta"])
     return FINETUNED[entry["train"]], list(FINETUNED).index(entry["train"])
 
 
