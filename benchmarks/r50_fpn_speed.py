@@ -37,8 +37,9 @@ import torch
 from PIL import Image
 
 from bags.builders import build_detector
+from bags.classifiers import GroupSoftmaxClassifier
 from bags.data.dataset import DetectionDataset
-from bags.detector import to_group_softmax
+from bags.detector import set_classifier
 from bags.engine.device import AMP_DTYPES, pick_device
 from bags.engine.settings import TrainConfig
 from bags.engine.train import _step, apply_loss_settings
@@ -97,7 +98,7 @@ def fresh_model(counts: list[int], device: torch.device, min_size: int, max_size
     model = build_detector(
         {"name": "r50_fpn", "min_size": min_size, "max_size": max_size}, len(counts)
     )
-    model = to_group_softmax(model, assign_groups(counts), beta=8.0)
+    model = set_classifier(model, GroupSoftmaxClassifier(assign_groups(counts), 8.0), True)
     return model.to(device)
 
 

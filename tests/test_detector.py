@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from bags.builders import small_faster_rcnn
-from bags.detector import classification_layer, to_group_softmax, to_softmax
+from bags.classifiers import GroupSoftmaxClassifier
+from bags.detector import classification_layer, set_classifier, to_softmax
 from bags.groups import assign_groups
 from bags.roi_heads import LongTailRoIHeads
 from bags.weight_norms import class_weight_norms
@@ -38,7 +39,7 @@ def test_builder_replaces_only_the_last_layer():
     model = to_softmax(small_faster_rcnn(NUM_CLASSES))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     groups = assign_groups(counts())
-    to_group_softmax(model, groups, 8.0)
+    set_classifier(model, GroupSoftmaxClassifier(groups, 8.0), True)
     assert isinstance(model.roi_heads, LongTailRoIHeads)
     after = model.state_dict()
     layer = classification_layer(model)
@@ -56,15 +57,14 @@ def test_builder_replaces_only_the_last_layer():
 def test_builder_rejects_groups_of_another_size():
     model = small_faster_rcnn(NUM_CLASSES)
     with pytest.raises(ValueError, match="40 classes but the classifier 3"):
-        to_group_softmax(model, assign_groups([1, 2, 3]), 8.0)
+        set_classifier(model, GroupSoftmaxClassifier(assign_groups([1, 2, 3]), 8.0), True)
 
 
 def test_bags_detector_trains_and_caps_detections():
     torch.manual_seed(0)
     groups = assign_groups(counts())
-    model = to_group_softmax(
-        small_faster_rcnn(NUM_CLASSES), groups, 8.0, generator=torch.Generator().manual_seed(0)
-    )
+    classifier = GroupSoftmaxClassifier(groups, 8.0, torch.Generator().manual_seed(0))
+    model = set_classifier(small_faster_rcnn(NUM_CLASSES), classifier, True)
     images, targets = toy_batch()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     model.train()
@@ -100,7 +100,7 @@ def test_weight_norms_softmax_and_bags():
     assert norms.shape == (NUM_CLASSES,)
     assert torch.allclose(norms[4], layer.weight[5].norm())
     groups = assign_groups(counts())
-    to_group_softmax(model, groups, 8.0)
+    set_classifier(model, GroupSoftmaxClassifier(groups, 8.0), True)
     layer = classification_layer(model)
     with torch.no_grad():
         layer.weight.copy_(torch.arange(groups.num_logits, dtype=torch.float)[:, None])

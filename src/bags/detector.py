@@ -11,11 +11,9 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
 from bags.classifiers import (
-    GroupSoftmaxClassifier,
     SoftmaxClassifier,
     init_normal,
 )
-from bags.groups import Groups
 from bags.roi_heads import LongTailRoIHeads, mlp_features
 
 
@@ -75,19 +73,6 @@ def set_classifier(
         model.roi_heads, classifier, score_thresh, detections_per_img
     )
     return model
-
-
-def to_group_softmax(
-    model: FasterRCNN,
-    groups: Groups,
-    beta: float,
-    generator: torch.Generator | None = None,
-    score_thresh: float | None = None,
-    detections_per_img: int | None = None,
-) -> FasterRCNN:
-    """Make ``model`` a BAGS detector: new (C + 1 + G)-wide last layer, everything else kept."""
-    classifier = GroupSoftmaxClassifier(groups, beta, generator)
-    return set_classifier(model, classifier, True, score_thresh, detections_per_img)
 
 
 def to_softmax(
