@@ -205,3 +205,14 @@ def test_gradient_clipping_bounds_the_total_norm():
     for bad in (0, -1.0, float("nan"), "35"):
         with pytest.raises(ValueError, match="grad_clip"):
             TrainConfig.from_dict(dict(epochs=1, grad_clip=bad))
+
+
+def test_settings_not_given_are_the_schemas_defaults():
+    """A library caller and the pipeline get the same training from the same knobs: what the
+    caller leaves out is the config schema's default (its schedule is step, not cosine)."""
+    from bags.schema import defaults
+
+    config = TrainConfig.from_dict({"epochs": 3})
+    stated = defaults("schedule", definition=True)
+    assert {key: getattr(config, key) for key in stated} == stated
+    assert config.schedule == "step" and config.box_loss_beta == pytest.approx(1 / 9)
