@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from bags.classifiers import (
+    EQLv2Classifier,
     EqualizationClassifier,
+    FederatedClassifier,
     GroupSoftmaxClassifier,
+    SeesawClassifier,
     SigmoidFocalClassifier,
     SoftmaxClassifier,
     WeightedSoftmaxClassifier,
@@ -36,6 +39,9 @@ STATS = TrainingStats(
         ("effective_number", WeightedSoftmaxClassifier),
         ("focal", SigmoidFocalClassifier),
         ("eql", EqualizationClassifier),
+        ("eqlv2", EQLv2Classifier),
+        ("seesaw", SeesawClassifier),
+        ("federated", FederatedClassifier),
     ],
 )
 def test_each_registered_loss_builds_its_rule(name, kind, tmp_path):
@@ -118,7 +124,7 @@ def test_unknown_names_and_options_are_clear_errors():
 
 
 def test_scoring_survives_the_model_file(tmp_path):
-    for name in ("softmax", "bags", "eql", "focal"):
+    for name in ("softmax", "bags", "eql", "focal", "eqlv2", "seesaw", "federated"):
         groups = groups_file(tmp_path, [10, 100], 8) if name == "bags" else None
         classifier = MethodSpec.from_dict({"loss": name}).classifier(STATS, groups)
         meta = {"num_classes": 3, **classifier.meta()}

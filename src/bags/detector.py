@@ -57,9 +57,9 @@ def set_classifier(
     detections_per_img: int | None = None,
 ) -> FasterRCNN:
     """Put ``classifier`` on the box head, with a fresh last layer if asked or if its width
-    differs (initialised by the classifier). Every other weight is kept (the same tensors), and
-    the heads' score threshold and detections per image unless given. Returns ``model``,
-    changed in place."""
+    differs (made and initialised by the classifier). Every other weight is kept (the same
+    tensors), and the heads' score threshold and detections per image unless given. Returns
+    ``model``, changed in place."""
     layer = classification_layer(model)
     num_classes = num_classes_of(model)
     if classifier.num_classes != num_classes:

@@ -14,7 +14,7 @@ Adding a method is one function here, registered under a name the config then us
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,12 @@ import torch
 from torchvision.models.detection import FasterRCNN
 
 from bags.classifiers import (
+    EQLv2Classifier,
     EqualizationClassifier,
+    FederatedClassifier,
     GroupSoftmaxClassifier,
     NearestClassMean,
+    SeesawClassifier,
     SigmoidFocalClassifier,
     SoftmaxClassifier,
     TauNormSelect,
@@ -36,10 +39,11 @@ from bags.decoupling import class_centres, tau_normalize
 from bags.detector import classification_layer, set_classifier
 from bags.groups import read_groups_file
 from bags.losses import effective_number_weights, eql_threshold, reweight_weights
+from bags.method_options import check_options, number_option
 from bags.safe_load import one_line
 from bags.sampling import class_balanced_indices, repeat_factors, repeated_indices, tail_images
 from bags.training_stats import TrainingStats
-from bags.values import is_number
+from bags.values import is_int
 
 # An epoch's images: (seed, epoch) -> image indices, or None for every image once.
 EpochImages = Callable[[int, int], list[int]] | None
@@ -97,39 +101,9 @@ def posthoc_rule(name: str):
     return register
 
 
-def _options(options: dict, allowed: Sequence[str], what: str) -> dict:
-    unknown = set(options) - set(allowed)
-    if unknown:
-        raise ValueError(f"{what}: unknown option(s) {sorted(unknown)}; known: {sorted(allowed)}")
-    return options
-
-
-def _number(
-    options: dict,
-    key: str,
-    default: float,
-    what: str,
-    low: float = 0.0,
-    high: float = math.inf,
-    low_allowed: bool = False,
-) -> float:
-    """Option ``key`` (or ``default``): a finite number above ``low`` (or equal to it, with
-    ``low_allowed``) and below ``high``."""
-    value = options.get(key, default)
-    fits = False
-    if is_number(value):
-        fits = (low <= value if low_allowed else low < value) and value < high
-    if not fits:
-        bounds = f"{'>=' if low_allowed else '>'} {low:g}"
-        if high != math.inf:
-            bounds += f" and < {high:g}"
-        raise ValueError(f"{what}: option {key!r} must be a number {bounds}, got {value!r}")
-    return value
-
-
 @loss("softmax")
 def softmax(stats: TrainingStats, options: dict) -> Classifier:
-    _options(options, [], "softmax")
+    check_options(options, [], "softmax")
     return SoftmaxClassifier(stats.num_classes)
 
 
@@ -157,20 +131,23 @@ def balanced_group_softmax(stats: TrainingStats, options: dict) -> Classifier:
 @loss("reweight")
 def reweight(stats: TrainingStats, options: dict) -> Classifier:
     """The reference's re-weight row: w = (1/n) / mean(1/n), clipped to [low, high]."""
-    _options(options, ["low", "high"], "reweight")
-    low, high = _number(options, "low", 0.1, "reweight"), _number(options, "high", 5.0, "reweight")
+    check_options(options, ["low", "high"], "reweight")
+    low, high = (
+        number_option(options, "low", 0.1, "reweight"),
+        number_option(options, "high", 5.0, "reweight"),
+    )
     if low > high:
         raise ValueError(f"reweight: option 'low' {low} is above 'high' {high}")
     return WeightedSoftmaxClassifier(reweight_weights(stats.instance_counts, low, high))
 
 
 @loss("effective_number")
-def effective_number(stats: TrainingStats, options: dict) -> Classifier:
+def effectivenumber_option(stats: TrainingStats, options: dict) -> Classifier:
     """The reference's re-weight-cls row: Cui et al.'s weights (``class_beta``), clipped."""
-    _options(options, ["class_beta", "low", "high"], "effective_number")
-    beta = _number(options, "class_beta", 0.999, "effective_number", high=1.0)
-    low = _number(options, "low", 0.1, "effective_number")
-    high = _number(options, "high", 5.0, "effective_number")
+    check_options(options, ["class_beta", "low", "high"], "effective_number")
+    beta = number_option(options, "class_beta", 0.999, "effective_number", high=1.0)
+    low = number_option(options, "low", 0.1, "effective_number")
+    high = number_option(options, "high", 5.0, "effective_number")
     if low > high:
         raise ValueError(f"effective_number: option 'low' {low} is above 'high' {high}")
     return WeightedSoftmaxClassifier(
@@ -181,25 +158,58 @@ def effective_number(stats: TrainingStats, options: dict) -> Classifier:
 @loss("focal")
 def focal(stats: TrainingStats, options: dict) -> Classifier:
     """The reference's focal loss: sigmoid focal loss (``alpha``, ``gamma``), softmax scores."""
-    _options(options, ["alpha", "gamma"], "focal")
-    alpha = _number(options, "alpha", 0.25, "focal", low_allowed=True, high=1.0 + 1e-12)
-    gamma = _number(options, "gamma", 2.0, "focal", low_allowed=True)
+    check_options(options, ["alpha", "gamma"], "focal")
+    alpha = number_option(options, "alpha", 0.25, "focal", low_allowed=True, high=1.0 + 1e-12)
+    gamma = number_option(options, "gamma", 2.0, "focal", low_allowed=True)
     return SigmoidFocalClassifier(stats.num_classes, alpha, gamma)
 
 
 @loss("eql")
 def equalization(stats: TrainingStats, options: dict) -> Classifier:
     """EQL; ``lam`` is the frequency threshold (LVIS: 1.76e-3), ``prior`` the initial score."""
-    _options(options, ["lam", "prior"], "eql")
-    lam = _number(options, "lam", 1.76e-3, "eql")
-    prior = _number(options, "prior", 0.001, "eql", high=1.0)
+    check_options(options, ["lam", "prior"], "eql")
+    lam = number_option(options, "lam", 1.76e-3, "eql")
+    prior = number_option(options, "prior", 0.001, "eql", high=1.0)
     threshold = eql_threshold(stats.image_counts, len(stats.image_classes), lam)
     return EqualizationClassifier(threshold, prior)
 
 
+@loss("eqlv2")
+def equalization_v2(stats: TrainingStats, options: dict) -> Classifier:
+    """EQLv2 with the reference's gamma 12, mu 0.8 and alpha 4."""
+    check_options(options, ["gamma", "mu", "alpha"], "eqlv2")
+    gamma = number_option(options, "gamma", 12.0, "eqlv2")
+    mu = number_option(options, "mu", 0.8, "eqlv2", low_allowed=True)
+    alpha = number_option(options, "alpha", 4.0, "eqlv2", low_allowed=True)
+    return EQLv2Classifier(stats.num_classes, gamma, mu, alpha)
+
+
+@loss("seesaw")
+def seesaw(stats: TrainingStats, options: dict) -> Classifier:
+    """Seesaw loss with the reference's p 0.8, q 2 and eps 0.01."""
+    check_options(options, ["p", "q", "eps"], "seesaw")
+    p = number_option(options, "p", 0.8, "seesaw", low_allowed=True)
+    q = number_option(options, "q", 2.0, "seesaw", low_allowed=True)
+    eps = number_option(options, "eps", 1e-2, "seesaw", high=1.0 + 1e-12)
+    return SeesawClassifier(stats.num_classes, p, q, eps)
+
+
+@loss("federated")
+def federated(stats: TrainingStats, options: dict) -> Classifier:
+    """The federated loss over ``classes`` classes (the reference's 50 of LVIS's 1,203), drawn
+    by their training image count to the power ``power`` (0.5)."""
+    check_options(options, ["classes", "power"], "federated")
+    classes = options.get("classes", 50)
+    if not (is_int(classes) and classes >= 1):
+        raise ValueError(f"federated: option 'classes' must be an integer >= 1, got {classes!r}")
+    power = number_option(options, "power", 0.5, "federated", low_allowed=True)
+    weights = torch.tensor(stats.image_counts, dtype=torch.float64) ** power
+    return FederatedClassifier(weights.float(), classes)
+
+
 @sampler("uniform")
 def uniform(stats: TrainingStats, options: dict) -> EpochImages:
-    _options(options, [], "uniform sampler")
+    check_options(options, [], "uniform sampler")
     return None
 
 
@@ -212,15 +222,15 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 @sampler("rfs")
 def repeat_factor(stats: TrainingStats, options: dict) -> EpochImages:
     """LVIS repeat-factor sampling with threshold ``t``."""
-    _options(options, ["t"], "rfs sampler")
-    factors = repeat_factors(stats.image_classes, _number(options, "t", 0.001, "rfs sampler"))
+    check_options(options, ["t"], "rfs sampler")
+    factors = repeat_factors(stats.image_classes, number_option(options, "t", 0.001, "rfs sampler"))
     return lambda seed, epoch: repeated_indices(factors, _generator(seed, epoch))
 
 
 @sampler("class_balanced")
 def class_balanced_images(stats: TrainingStats, options: dict) -> EpochImages:
     """Class-balanced sampling (cRT): as many draws per epoch as there are images."""
-    _options(options, [], "class_balanced sampler")
+    check_options(options, [], "class_balanced sampler")
     size = len(stats.image_classes)
     return lambda seed, epoch: class_balanced_indices(
         stats.image_classes, size, _generator(seed, epoch)
@@ -230,8 +240,8 @@ def class_balanced_images(stats: TrainingStats, options: dict) -> EpochImages:
 @sampler("tail")
 def tail(stats: TrainingStats, options: dict) -> EpochImages:
     """Only images with a class of fewer than ``below`` training instances."""
-    _options(options, ["below"], "tail sampler")
-    below = _number(options, "below", 100, "tail sampler")
+    check_options(options, ["below"], "tail sampler")
+    below = number_option(options, "below", 100, "tail sampler")
     classes = {c + 1 for c, n in enumerate(stats.instance_counts) if n < below}
     images = tail_images(stats.image_classes, classes)
     if not images:
@@ -245,9 +255,9 @@ def tau_norm(
 ) -> list[dict] | None:
     """Row 12: the class rows of the last layer divided by their norm^``tau``; given ``taus``
     instead, the one of them with the best AP on the held-out training images (never val)."""
-    _options(options, ["tau", "taus"], "tau_norm")
+    check_options(options, ["tau", "taus"], "tau_norm")
     if "taus" not in options:
-        tau = _number(options, "tau", 1.0, "tau_norm", low_allowed=True)
+        tau = number_option(options, "tau", 1.0, "tau_norm", low_allowed=True)
         _set_tau(model, classification_layer(model), tau)
         return None
     taus = options["taus"]
@@ -257,7 +267,7 @@ def tau_norm(
         raise ValueError("tau_norm: choosing among 'taus' needs held-out training images")
     original, log = classification_layer(model), []
     for tau in taus:
-        tau = _number({"tau": tau}, "tau", 0, "tau_norm: 'taus'", low_allowed=True)
+        tau = number_option({"tau": tau}, "tau", 0, "tau_norm: 'taus'", low_allowed=True)
         _set_tau(model, original, tau)
         log.append({"tau": tau, "heldout_AP": data.heldout_ap(model)})
     best = max(
@@ -277,7 +287,7 @@ def tau_norm_select(
     model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData
 ) -> None:
     """Row 13: tau-norm's scores for RoIs it assigns to a class with < ``below`` instances."""
-    _options(options, ["tau", "below"], "tau_norm_select")
+    check_options(options, ["tau", "below"], "tau_norm_select")
     rows = model.roi_heads.classifier.class_rows
     normed = tau_normalize(classification_layer(model), float(options.get("tau", 1.0)), rows)
     selected = torch.tensor(stats.instance_counts) < options.get("below", 100)
@@ -286,7 +296,7 @@ def tau_norm_select(
 
 def _nearest_class_mean(source: str):
     def rule(model: FasterRCNN, stats: TrainingStats, options: dict, data: PosthocData) -> None:
-        _options(options, [], f"ncm_{source}")
+        check_options(options, [], f"ncm_{source}")
         if data.train is None:
             raise ValueError("nearest class mean needs the training images")
         centres = class_centres(model, data.train, source, device=data.device).to(

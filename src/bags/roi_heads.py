@@ -156,7 +156,9 @@ class LongTailRoIHeads(RoIHeads):
                     ),
                 }
 
-            return [], mean_over_chunks(losses, ranges)
+            result = mean_over_chunks(losses, ranges)
+            self.classifier.step_done()
+            return [], result
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes, RoIFeatures(pooled, before_relu)
         )

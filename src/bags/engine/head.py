@@ -69,6 +69,7 @@ def fit_layer(
             logits = layer(features)
             ranges = chunk_ranges([len(c) for c in chosen], config.loss_images)
             loss = torch.stack([classifier.loss(logits[r], targets[r]) for r in ranges]).mean()
+            classifier.step_done()
             if not torch.isfinite(loss):
                 raise ValueError(f"the training loss became {loss.item()}; lower the lr")
             optimizer.zero_grad(set_to_none=True)
