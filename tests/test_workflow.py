@@ -51,8 +51,9 @@ def test_whole_dag_makes_every_table_figure_and_claim(finished):
     table = assert_cells_are_the_runs_metrics(finished, "comparison")
     rows = ["baseline", "re-weight", "focal loss-cls", "NCM-fc", "NCM-conv", "tau-norm"]
     rows += ["tau-norm-select", "BAGS", "tau-norm, tau on held-out", "EQL"]  # the table's order
+    rows += ["EQLv2", "Seesaw", "federated loss"]
     assert table["method"].tolist() == rows
-    assert table["#"].tolist() == list(range(1, 11))
+    assert table["#"].tolist() == list(range(1, 14))
     assert list(table.columns) == ["#", "method", *METRICS, "seeds"]
     ablations = {
         "ablation_groups": ("groups", ["BAGS, 2 groups", "BAGS"]),
@@ -326,7 +327,7 @@ def test_the_default_trains_32_epochs_and_the_large_config_96_with_the_same_rows
     planned = schedules_planned(default)
     assert planned.pop("balanced/baseline") == (48, (32, 44), 1e-4)
     assert planned.pop("longtail/finetune_tail") == (27, (19,), 2e-3)
-    assert len(planned) == 9 and set(planned.values()) == {(32, (21, 29), 2e-3)}
+    assert len(planned) == 12 and set(planned.values()) == {(32, (21, 29), 2e-3)}
     large_planned = schedules_planned(large)
     assert large_planned.pop("balanced/baseline") == (24, (16, 22), 1e-4)
     assert large_planned.pop("longtail/finetune_tail") == (80, (56,), 1e-4)
