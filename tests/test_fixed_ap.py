@@ -110,3 +110,19 @@ def test_interpolated_precision_by_hand():
     got = interpolated_precision(matched, ignored, 2, recalls)
     assert got.tolist() == pytest.approx([1, 1, 1, 2 / 3, 2 / 3])
     assert interpolated_precision(matched, ignored, 4, recalls)[-1] == 0  # recall 1 never reached
+
+
+def test_evaluate_adds_them_in_percent_to_lvis_ap(tmp_path):
+    from bags.evaluation import evaluate
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(GROUND_TRUTH))
+    detections = tmp_path / "detections.json"
+    detections.write_text(json.dumps(DETECTIONS))
+    counts = {1: 500, 2: 50, 3: 5, 4: 1}
+    plain = evaluate(gt, detections, counts, backend="lvis")
+    assert "AP_fixed" not in plain
+    both = evaluate(gt, detections, counts, backend="lvis", detections_per_class=2)
+    assert both["AP"] == plain["AP"]
+    assert both["AP_fixed"] == pytest.approx(100 * REFERENCE[2]["AP_fixed"], abs=1e-4)
+    assert both["APr_pool"] == 0.0

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import BIN, ROOT, copy_workflow, methods_table, planned_jobs, snakemake
 
 # The whole DAG's run is the session fixture ``finished`` (tests/conftest.py).
-METRICS = ["AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4"]
+METRICS = ["AP", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4", "AP_fixed", "AP_pool"]
 
 
 def markdown_rows(path):

@@ -204,6 +204,11 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--counts": PATH,
             "--edges": {"type": positive_int, "nargs": "+", "required": True},
             "--detections-per-img": COUNT,
+            "--detections-per-class": {
+                "type": whole(1, 100_000),
+                "default": None,
+                "help": "AP_fixed and AP_pool of each class's best this many (10,000 on LVIS)",
+            },
             "--backend": {
                 "choices": ["faster", "lvis"],
                 "required": True,

@@ -25,6 +25,7 @@ import numpy
 from bags.bins import bin_index
 from bags.data.annotations import check_annotations
 from bags.data.lvis_fields import check_lvis_fields
+from bags.fixed_ap import fixed_and_pooled_ap
 from bags.io import write_text_atomic
 from bags.schema import DETECTIONS_PER_IMAGE, EDGES
 from bags.values import is_int, is_number
@@ -310,8 +311,11 @@ def evaluate(
     edges: Sequence[int] = EDGES,
     detections_per_img: int = DETECTIONS_PER_IMAGE,
     backend: str = "faster",
+    detections_per_class: int | None = None,
 ) -> dict[str, float | None]:
-    """LVIS bbox metrics in percent, plus AP1..AP{len(edges)+1} by training instance count.
+    """LVIS bbox metrics in percent, plus AP1..AP{len(edges)+1} by training instance count,
+    and with ``detections_per_class``, AP_fixed and AP_pool of each class's best that many
+    (``bags.fixed_ap``, the LVIS API's matching).
 
     ``backend`` is ``faster`` (faster-coco-eval) or ``lvis`` (the LVIS API); both give the same
     numbers. A metric with no ground truth to score against (LVIS's -1, or an empty bin) is None.
@@ -334,6 +338,9 @@ def evaluate(
         metrics = _lvis_metrics(gt_json, results, detections_per_img, bins)
     else:
         metrics = _faster_metrics(gt, gt_json, results, detections_per_img, bins)
+    if detections_per_class is not None:
+        fixed = fixed_and_pooled_ap(gt_json, [dict(r) for r in results], detections_per_class)
+        metrics |= {key: None if v is None else 100 * v for key, v in fixed.items()}
 
     log.info(
         "LVIS bbox eval (%s) of %s (%d detections): %s",
@@ -358,17 +365,17 @@ def evaluate_job(
     detections_per_img: int,
     backend: str,
     out: Path,
+    detections_per_class: int | None = None,
 ) -> None:
-    """``evaluate`` with the training counts CSV (at most ``detections_per_img`` per image),
-    written as a metrics JSON file."""
+    """``evaluate`` with the training counts CSV (at most ``detections_per_img`` per image;
+    AP_fixed and AP_pool of ``detections_per_class``), written as a metrics JSON file."""
     from bags.data.counts import read_counts
 
     table = read_counts(counts)
     instance_counts = dict(zip(table["category_id"], table["instance_count"]))
     try:
-        metrics = evaluate(
-            annotations, detections, instance_counts, edges, detections_per_img, backend
-        )
+        metrics = evaluate(annotations, detections, instance_counts, edges, detections_per_img,
+                           backend, detections_per_class)  # fmt: skip
     except MissingCount as error:
         raise ValueError(f"{counts}: {error} (counts of another training set?)") from error
     write_metrics(metrics, out)

@@ -92,7 +92,7 @@ def fixed_and_pooled_ap(
     from bags.evaluation import _quiet_lvis, patch_lvis_numpy
 
     kept = top_per_class(results, per_class)
-    if not kept:
+    if not kept:  # the LVIS API fails on an empty results list
         return {key: None for key in metric_keys()}
     patch_lvis_numpy()
     with _quiet_lvis():

@@ -505,3 +505,15 @@ for _name, _entry in METHODS.items():
     check_ordered(
         f"method {_name}: loss_options", _entry["loss_options"], ("low", "high")
     )
+
+
+def per_class_option():
+    """`bags evaluate`'s AP_fixed and AP_pool option (an integer the schema checked), or none."""
+    count = config["evaluation"]["detections_per_class"]
+    return [] if count is None else ["--detections-per-class", str(count)]
+
+
+def kept_per_img():
+    """How many detections per image inference writes: LVIS AP's, or more for AP_fixed."""
+    inference = config["inference"]
+    return max(inference["detections_per_img"], inference["kept_per_img"] or 0)

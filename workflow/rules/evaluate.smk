@@ -18,7 +18,7 @@ rule infer:
         **job_resources("infer", min(RES["gpu"], 1)),
     params:
         score_thresh=config["inference"]["score_thresh"],
-        detections=config["inference"]["detections_per_img"],
+        detections=kept_per_img(),
         batch_size=config["inference"]["batch_size"],
         workers=config["inference"]["workers"],
         data=data_options,
@@ -49,10 +49,12 @@ rule evaluate:
         edges=config["groups"]["edges"],
         detections=config["inference"]["detections_per_img"],
         backend=config["evaluation"]["backend"],
+        per_class=per_class_option(),
     shell:
         "exec python -m bags evaluate --annotations {input.val:q} "
         "--detections {input.detections:q} --counts {input.counts:q} --edges {params.edges} "
-        "--detections-per-img {params.detections} --backend {params.backend:q} "
+        "--detections-per-img {params.detections} {params.per_class} "
+        "--backend {params.backend:q} "
         "--out {output:q} 2> {log:q}"
 
 

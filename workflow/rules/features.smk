@@ -62,7 +62,7 @@ rule fit_head:
         method=lambda wc: as_json(method_spec(METHODS[wc.method])),
         groups=lambda wc, input: ["--groups-file", input.groups] if input.groups else [],
         score_thresh=config["inference"]["score_thresh"],
-        detections=config["inference"]["detections_per_img"],
+        detections=kept_per_img(),
     shell:
         "exec python -m bags head --baseline {input.baseline:q} --cache-dir {params.cache_dir:q} "
         "--counts {input.counts:q} --method {params.method:q} {params.groups:q} "

@@ -36,7 +36,9 @@ def read_runs(
 
 
 def metric_columns(runs: dict[str, list[dict]]) -> tuple[list[str], list[str]]:
-    """The table's metrics and the per-bin ones (AP1..APk, one per count bin of the run)."""
+    """The table's metrics and the per-bin ones (AP1..APk, one per count bin of the run), then
+    AP_fixed and AP_pool where the runs have them."""
     keys = {key for seeds in runs.values() for values in seeds for key in values}
     bins = list(itertools.takewhile(keys.__contains__, (f"AP{k}" for k in itertools.count(1))))
-    return ["AP", "APr", "APc", "APf", *bins], bins
+    fixed = [key for key in ("AP_fixed", "AP_pool") if key in keys]
+    return ["AP", "APr", "APc", "APf", *bins, *fixed], bins
