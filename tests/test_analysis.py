@@ -557,3 +557,17 @@ def test_error_kinds_script_splits_a_classes_ap_by_false_positive(tmp_path):
     assert at_half["+ without background"] == "+0.0"  # ranked below the last true positive
     # At IoU 0.3 the shifted box is the second hit: precision 1, 1/2, 2/3 -> AP (51 + 100/3)/101.
     assert table("--iou", "0.3")["AP"] == f"{100 * (51 + 100 / 3) / 101:.1f}"
+
+
+def test_standing_ranks_bags_among_every_row_under_each_metric():
+    from bags.analysis.claims import standing
+
+    rows = {
+        "baseline": [{"AP": 20.0, "AP_fixed": 22.0}, {"AP": 22.0, "AP_fixed": 24.0}],
+        "BAGS": [{"AP": 25.0, "AP_fixed": 21.0}, {"AP": 25.0, "AP_fixed": 21.0}],
+        "RFS": [{"AP": 24.0, "AP_fixed": None}, {"AP": 24.0, "AP_fixed": None}],
+    }
+    text = standing(rows, "BAGS")
+    assert "- Under AP: BAGS is 1 of 3. BAGS 25.0, RFS 24.0, baseline 21.0." in text
+    assert "- Under AP_fixed: BAGS is 2 of 3. baseline 23.0, BAGS 21.0, RFS -." in text
+    assert "AP_pool" not in text  # no run has it

@@ -298,6 +298,7 @@ COMMANDS: dict[str, tuple[str, str, dict[str, dict]]] = {
             "--baseline-metrics": {**PATH, "nargs": "+"},  # one file per seed
             "--bags-metrics": {**PATH, "nargs": "+"},
             "--rows": {"type": _named_path, "nargs": "+", "required": True},
+            "--all-rows": {"type": _named_path, "nargs": "+", "default": ()},
             "--bags-label": {"required": True},
             "--title": {"required": True},
             "--out": PATH,

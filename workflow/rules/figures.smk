@@ -40,6 +40,7 @@ rule check_claims:
         baseline_metrics=metrics_of(["baseline"]),
         bags_metrics=metrics_of(["bags"]),
         rows=metrics_of(PAPER_ROWS),
+        all_rows=metrics_of(methods_in("comparison")),
     output:
         report(f"{EXP}/claims.md", caption="../report/claims.rst", category="Claims"),
     log:
@@ -51,6 +52,7 @@ rule check_claims:
         ENV
     params:
         rows=named_metrics(PAPER_ROWS),
+        all_rows=named_metrics(methods_in("comparison")),
         bags=METHODS["bags"]["label"],
         title=f"Claims of the paper on the {config['experiment']} experiment"
         + (
@@ -62,5 +64,5 @@ rule check_claims:
         "exec python -m bags claims --baseline-norms {input.baseline_norms:q} "
         "--balanced-norms {input.balanced_norms:q} --bags-norms {input.bags_norms:q} "
         "--baseline-metrics {input.baseline_metrics:q} --bags-metrics {input.bags_metrics:q} "
-        "--rows {params.rows:q} --bags-label {params.bags:q} "
+        "--rows {params.rows:q} --all-rows {params.all_rows:q} --bags-label {params.bags:q} "
         "--title {params.title:q} --out {output:q} 2> {log:q}"
