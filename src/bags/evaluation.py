@@ -5,16 +5,12 @@ accumulation) and ``lvis`` (the LVIS API, the reference)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import json
 import logging
 import math
-import types
-import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ from bags.data.annotations import check_annotations
 from bags.data.lvis_fields import check_lvis_fields
 from bags.fixed_ap import fixed_and_pooled_ap
 from bags.io import write_text_atomic
+from bags.lvis_api import patch_lvis_numpy, quiet_lvis
 from bags.schema import DETECTIONS_PER_IMAGE, EDGES
 from bags.values import is_int, is_number
 
@@ -38,20 +35,6 @@ BACKENDS = ("faster", "lvis")
 # Python entry per pair), data or not: it is given this many images x categories at a time
 PAIRS_PER_CHUNK = 250_000
 _RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
-
-
-def patch_lvis_numpy() -> None:
-    """Give ``lvis.eval`` its own numpy view that still has ``float`` (removed in numpy 1.24).
-
-    Only ``lvis/eval.py`` uses ``np.float`` in lvis 0.5.3 (``lvis.py`` and ``results.py`` do not
-    import numpy). The global numpy module is left untouched. Idempotent.
-    """
-    if "float" in vars(lvis.eval.np):
-        return
-    view = types.ModuleType("numpy_for_lvis", "numpy plus the alias `float` for lvis.eval")
-    view.__getattr__ = lambda name: getattr(numpy, name)  # PEP 562 fallback
-    view.float = float
-    lvis.eval.np = view
 
 
 def _is_box(box: Any) -> bool:
@@ -196,20 +179,6 @@ def _empty_metrics(gt: dict, bins: list[list[int]]) -> dict[str, float | None]:
     return metrics
 
 
-@contextlib.contextmanager
-def _quiet_lvis() -> Iterator[None]:
-    """Swallow the LVIS API's prints, warnings and (inputs already checked) log warnings."""
-    lvis_logger = logging.getLogger("lvis")
-    level = lvis_logger.level
-    lvis_logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        lvis_logger.setLevel(level)
-
-
 def _top_per_image(results: list[dict], detections_per_img: int) -> list[dict]:
     """Each image's ``detections_per_img`` best-scored detections, as the LVIS API keeps them
     (``LVISResults.limit_dets_per_image``): a stable sort by decreasing score, so of tied
@@ -229,7 +198,7 @@ def _lvis_metrics(
     gt_json: Path, results: list[dict], detections_per_img: int, bins: list[list[int]]
 ) -> dict[str, float | None]:
     patch_lvis_numpy()
-    with _quiet_lvis():
+    with quiet_lvis():
         lvis_gt = lvis.LVIS(str(gt_json))
         lvis_dt = lvis.LVISResults(lvis_gt, results, max_dets=detections_per_img)
         ev = lvis.LVISEval(lvis_gt, lvis_dt, iou_type="bbox")

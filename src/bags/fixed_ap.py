@@ -21,6 +21,8 @@ from typing import Any
 import lvis
 import numpy
 
+from bags.lvis_api import patch_lvis_numpy, quiet_lvis
+
 PER_CLASS = 10_000  # the reference's detections per class
 POOLS = ("all", "r", "c", "f")
 
@@ -89,13 +91,11 @@ def fixed_and_pooled_ap(
 ) -> dict[str, float | None]:
     """AP_fixed (with APr/APc/APf_fixed) and AP_pool of each pool, as fractions (None where
     there is nothing to score), of ``results`` on the LVIS-format ground truth ``gt_json``."""
-    from bags.evaluation import _quiet_lvis, patch_lvis_numpy
-
     kept = top_per_class(results, per_class)
     if not kept:  # the LVIS API fails on an empty results list
         return {key: None for key in metric_keys()}
     patch_lvis_numpy()
-    with _quiet_lvis():
+    with quiet_lvis():
         lvis_gt = lvis.LVIS(str(gt_json))
         evaluation = lvis.LVISEval(lvis_gt, lvis.LVISResults(lvis_gt, kept, max_dets=-1), "bbox")
         evaluation.params.area_rng = evaluation.params.area_rng[:1]  # "all" only
