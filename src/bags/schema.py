@@ -4,6 +4,7 @@ default, stated once for the pipeline (Snakemake validates the config with it) a
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ def defaults(name: str, definition: bool = False) -> dict[str, Any]:
     """The defaults of a top-level section (``defaults("inference")``) or of a definition
     (``defaults("schedule", definition=True)``)."""
     node = schema()["definitions" if definition else "properties"][name]
-    return {k: v["default"] for k, v in node["properties"].items() if "default" in v}
+    # copies: a caller's list (a schedule's milestones) must not be the cached schema's
+    return {k: copy.deepcopy(v["default"]) for k, v in node["properties"].items() if "default" in v}
 
 
 DETECTIONS_PER_IMAGE: int = defaults("inference")["detections_per_img"]

@@ -51,11 +51,13 @@ def _metric(metrics: Mapping[str, float | None], key: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def mean_metrics(seeds: Sequence[Mapping[str, float | None]]) -> dict[str, float]:
-    """The claimed metrics averaged over seeds; a seed without one makes its mean NaN."""
+def mean_metrics(
+    seeds: Sequence[Mapping[str, float | None]], keys: Sequence[str] = CLAIMED_METRICS
+) -> dict[str, float]:
+    """The metrics ``keys`` averaged over seeds; a seed without one makes its mean NaN."""
     if not seeds:
         raise ValueError("no metrics to average")
-    return {key: sum(_metric(m, key) for m in seeds) / len(seeds) for key in CLAIMED_METRICS}
+    return {key: sum(_metric(m, key) for m in seeds) / len(seeds) for key in keys}
 
 
 def check_claims(
@@ -151,10 +153,8 @@ def standing(rows: Mapping[str, list[Mapping[str, float | None]]], bags: str) ->
     per image) and under AP_fixed (each class's best 10,000, no per-image cap) where the runs
     have it: each row's mean over its seeds, best first (a row without the metric last)."""
     lines = ["## Where BAGS stands among all rows", ""]
-    for key, name in (("AP", "AP"), ("AP_fixed", "AP_fixed"), ("AP_pool", "AP_pool")):
-        means = {
-            label: sum(_metric(m, key) for m in seeds) / len(seeds) for label, seeds in rows.items()
-        }
+    for key in ("AP", "AP_fixed", "AP_pool"):
+        means = {label: mean_metrics(seeds, (key,))[key] for label, seeds in rows.items()}
         if all(math.isnan(v) for v in means.values()):
             continue
         order = sorted(means, key=lambda label: -math.inf if math.isnan(means[label])
@@ -164,7 +164,7 @@ def standing(rows: Mapping[str, list[Mapping[str, float | None]]], bags: str) ->
             f"{label} {'-' if math.isnan(means[label]) else f'{means[label]:.1f}'}"
             for label in order
         )
-        lines.append(f"- Under {name}: BAGS is {place} of {len(order)}. {ranked}.")
+        lines.append(f"- Under {key}: BAGS is {place} of {len(order)}. {ranked}.")
     return "\n".join(lines) + "\n"
 
 
