@@ -1,8 +1,9 @@
 """Differences between two rows of a finished run, per seed, as mean ± std over the seeds.
 
     python scripts/differences.py results/synthetic bags baseline x2 baseline bags crt
+    python scripts/differences.py results/synthetic bags baseline --metrics AP AP_fixed AP_pool
 
-Each pair A B prints A minus B in AP and APr, taken seed by seed from
+Each pair A B prints A minus B in each metric (AP and APr unless named), taken seed by seed from
 ``runs/longtail/<method>/seed<k>/metrics.json`` over the seeds both rows have (the std is the
 sample std, as the tables' is).
 """
@@ -13,8 +14,6 @@ import argparse
 import json
 import statistics
 from pathlib import Path
-
-KEYS = ("AP", "APr")
 
 
 def seeds_of(runs: Path, method: str) -> dict[int, dict]:
@@ -36,16 +35,21 @@ def main() -> None:
     parser.add_argument("results", type=Path, help="an experiment's results folder")
     parser.add_argument("pairs", nargs="+", help="method names, two by two: A B (A minus B)")
     parser.add_argument("--dataset", default="longtail")
+    parser.add_argument("--metrics", nargs="+", default=["AP", "APr"], help="keys of metrics.json")
     args = parser.parse_args()
     if len(args.pairs) % 2:
         parser.error("methods come in pairs: A B")
     runs = args.results / "runs" / args.dataset
-    print("| A minus B | seeds | " + " | ".join(KEYS) + " |")
-    print("| --- | ---: | " + " | ".join("---:" for _ in KEYS) + " |")
+    keys = args.metrics
+    print("| A minus B | seeds | " + " | ".join(keys) + " |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in keys) + " |")
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):
         first, second = seeds_of(runs, a), seeds_of(runs, b)
         seeds = sorted(first.keys() & second.keys())
-        cells = [spread([first[s][k] - second[s][k] for s in seeds]) for k in KEYS]
+        missing = [k for k in keys for s in seeds if k not in first[s] or k not in second[s]]
+        if missing:
+            raise SystemExit(f"{a} or {b}: a seed's metrics.json has no {missing[0]!r}")
+        cells = [spread([first[s][k] - second[s][k] for s in seeds]) for k in keys]
         print(f"| {a} minus {b} | {len(seeds)} | " + " | ".join(cells) + " |")
 
 

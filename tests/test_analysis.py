@@ -473,12 +473,16 @@ def test_differences_script_takes_each_seed_against_the_same_seed(tmp_path):
             run.mkdir(parents=True)
             (run / "metrics.json").write_text(json.dumps({"AP": ap, "APr": apr}))
     script = Path(__file__).parents[1] / "scripts" / "differences.py"
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), "a", "b"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+
+    def differences(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(script), str(tmp_path), "a", "b", *args]
+        return subprocess.run(command, capture_output=True, text=True)
+
     # Seeds 0 and 1 only (b's seed 2 has no partner): AP +1, +2; APr +5, +4.
-    assert "| a minus b | 2 | +1.5 ± 0.7 | +4.5 ± 0.7 |" in done.stdout
+    assert "| a minus b | 2 | +1.5 ± 0.7 | +4.5 ± 0.7 |" in differences().stdout
+    assert "| a minus b | 2 | +4.5 ± 0.7 |" in differences("--metrics", "APr").stdout
+    missing = differences("--metrics", "AP_fixed")
+    assert missing.returncode != 0 and "'AP_fixed'" in missing.stderr
 
 
 def test_spread_script_gives_each_tables_median_and_largest_std(tmp_path):
@@ -563,11 +567,16 @@ def test_standing_ranks_bags_among_every_row_under_each_metric():
     from bags.analysis.claims import standing
 
     rows = {
-        "baseline": [{"AP": 20.0, "AP_fixed": 22.0}, {"AP": 22.0, "AP_fixed": 24.0}],
+        "baseline": [{"AP": 20.0, "AP_fixed": 22.0}, {"AP": 26.0, "AP_fixed": 24.0}],
         "BAGS": [{"AP": 25.0, "AP_fixed": 21.0}, {"AP": 25.0, "AP_fixed": 21.0}],
         "RFS": [{"AP": 24.0, "AP_fixed": None}, {"AP": 24.0, "AP_fixed": None}],
     }
     text = standing(rows, "BAGS")
-    assert "- Under AP: BAGS is 1 of 3. BAGS 25.0, RFS 24.0, baseline 21.0." in text
-    assert "- Under AP_fixed: BAGS is 2 of 3. baseline 23.0, BAGS 21.0, RFS -." in text
+    # First on the means; second on seed 1 alone, where the baseline's 26 leads.
+    assert "- Under AP: BAGS is 1 of 3 (on each seed alone: 1, 2). " in text
+    assert "BAGS 25.0, RFS 24.0, baseline 23.0." in text
+    assert "- Under AP_fixed: BAGS is 2 of 3 (on each seed alone: 2, 2). " in text
+    assert "baseline 23.0, BAGS 21.0, RFS -." in text
     assert "AP_pool" not in text  # no run has it
+    one_seed = standing({label: seeds[:1] for label, seeds in rows.items()}, "BAGS")
+    assert "- Under AP: BAGS is 1 of 3. BAGS 25.0, RFS 24.0, baseline 20.0." in one_seed

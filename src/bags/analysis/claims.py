@@ -148,23 +148,38 @@ def claims_markdown(claims: list[Claim], title: str) -> str:
     return "\n".join(lines)
 
 
+def _ranked(values: Mapping[str, float]) -> list[str]:
+    """Labels best first; a NaN (a row without the metric) last."""
+    return sorted(values, key=lambda label: -math.inf if math.isnan(values[label])
+                  else values[label], reverse=True)  # fmt: skip
+
+
 def standing(rows: Mapping[str, list[Mapping[str, float | None]]], bags: str) -> str:
     """Where BAGS stands among every row of the comparison table, under LVIS AP (300 detections
-    per image) and under AP_fixed (each class's best 10,000, no per-image cap) where the runs
-    have it: each row's mean over its seeds, best first (a row without the metric last)."""
+    per image) and under AP_fixed and AP_pool (each class's best 10,000, no per-image cap) where
+    the runs have them: each row's mean over its seeds, best first (a row without the metric
+    last), and BAGS's place on each seed alone when every row has the same seeds."""
     lines = ["## Where BAGS stands among all rows", ""]
+    seed_counts = {len(seeds) for seeds in rows.values()}
+    per_seed = len(seed_counts) == 1 and seed_counts.pop() > 1 and bags in rows
     for key in ("AP", "AP_fixed", "AP_pool"):
         means = {label: mean_metrics(seeds, (key,))[key] for label, seeds in rows.items()}
         if all(math.isnan(v) for v in means.values()):
             continue
-        order = sorted(means, key=lambda label: -math.inf if math.isnan(means[label])
-                       else means[label], reverse=True)  # fmt: skip
-        place = order.index(bags) + 1 if bags in order else None
+        order = _ranked(means)
+        place = f"{order.index(bags) + 1} of {len(order)}" if bags in order else "not a row"
+        if per_seed:
+            places = [
+                _ranked({label: _metric(seeds[i], key) for label, seeds in rows.items()})
+                .index(bags) + 1
+                for i in range(len(rows[bags]))
+            ]  # fmt: skip
+            place += f" (on each seed alone: {', '.join(map(str, places))})"
         ranked = ", ".join(
             f"{label} {'-' if math.isnan(means[label]) else f'{means[label]:.1f}'}"
             for label in order
         )
-        lines.append(f"- Under {key}: BAGS is {place} of {len(order)}. {ranked}.")
+        lines.append(f"- Under {key}: BAGS is {place}. {ranked}.")
     return "\n".join(lines) + "\n"
 
 
