@@ -1,27 +1,31 @@
-"""The README's results block, written from the files the DAG made and nothing typed by hand.
+"""The README's results block and the tables docs/results.md quotes, written from the files
+the DAG made and nothing typed by hand.
 
-The default run's comparison table and claims are read from the run kept in
-docs/runs/synthetic/ (its README says how it was made), the paper's box AP on LVIS v0.5 from
-docs/paper-results.csv (the reference implementation's README). The block sits between two
-marker lines in README.md.
+The README's block joins the default run's comparison table and claims, kept in
+docs/runs/synthetic/ (its README says how they were made), with the paper's box AP on LVIS v0.5
+from docs/paper-results.csv (the reference implementation's README); it sits between two marker
+lines. In docs/results.md, each ``<!-- from PATH -->`` line is followed by the text of the
+repository's file PATH (its headings two levels down), up to the next ``<!-- end -->`` line.
 
-    python scripts/readme_results.py            # rewrite the block
-    python scripts/readme_results.py --check    # exit 1 when the README differs from the files
+    python scripts/results_from_runs.py            # rewrite both
+    python scripts/results_from_runs.py --check    # exit 1 when either differs from the files
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs" / "synthetic"
 PAPER = ROOT / "docs" / "paper-results.csv"
-BEGIN = "<!-- results: written by scripts/readme_results.py from docs/runs/synthetic -->"
+BEGIN = "<!-- results: written by scripts/results_from_runs.py from docs/runs/synthetic -->"
 END = "<!-- end of results -->"
-COLUMNS = ["#", "method", "AP", "APr", "APc", "APf"]
+QUOTED = re.compile(r"^<!-- from (\S+) -->\n.*?^<!-- end -->$", re.MULTILINE | re.DOTALL)
+COLUMNS = ["#", "method", "AP", "APr", "APc", "APf", "AP_fixed", "AP_pool"]
 
 
 def markdown_table(lines: list[str]) -> list[dict[str, str]]:
@@ -47,7 +51,10 @@ def block(runs: Path = RUNS, paper: Path = PAPER) -> str:
         out.append("| " + " | ".join(cells) + " |")
     claims, claim_text = table_lines((runs / "claims.md").read_text())
     title = claim_text[0].lstrip("# ")
-    out += ["", f"{title} (`claims.md`):", "", *claims, "", *claim_text[1:]]
+    out += ["", f"{title} (`claims.md`):", "", *claims, ""]
+    for line in claim_text[1:]:  # the count of claims passed, then BAGS's standing by metric
+        out += ["", f"#{line}", ""] if line.startswith("## ") else [line]
+    out = [line for i, line in enumerate(out) if line or (i and out[i - 1])]  # one blank line
     return "\n".join([BEGIN, *out, END])
 
 
@@ -58,19 +65,35 @@ def with_block(readme: str, new: str) -> str:
     return readme[:start] + new + readme[end:]
 
 
+def with_quotes(text: str, root: Path = ROOT) -> str:
+    """``text`` with each quoted file's current text between its markers."""
+
+    def quote(match: re.Match) -> str:
+        path = root / match[1]
+        if not path.is_file():
+            raise SystemExit(f"{match[1]}: quoted in the docs but not a file of the repository")
+        lines = [f"##{line}" if line.startswith("#") else line
+                 for line in path.read_text().strip().splitlines()]  # fmt: skip
+        return "\n".join([f"<!-- from {match[1]} -->", *lines, "<!-- end -->"])
+
+    return QUOTED.sub(quote, text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args()
-    readme = args.readme.read_text()
-    updated = with_block(readme, block())
+    readme, results = ROOT / "README.md", ROOT / "docs" / "results.md"
+    updates = {readme: with_block(readme.read_text(), block()),
+               results: with_quotes(results.read_text())}  # fmt: skip
+    stale = [path for path, text in updates.items() if text != path.read_text()]
     if args.check:
-        if updated != readme:
-            sys.exit(f"{args.readme}: its results differ from docs/runs/synthetic; "
-                     "run python scripts/readme_results.py")  # fmt: skip
+        if stale:
+            sys.exit(f"{', '.join(map(str, stale))}: differ from the kept runs' files; "
+                     "run python scripts/results_from_runs.py")  # fmt: skip
         return
-    args.readme.write_text(updated)
+    for path in stale:
+        path.write_text(updates[path])
 
 
 if __name__ == "__main__":
