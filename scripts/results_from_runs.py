@@ -39,6 +39,11 @@ def table_lines(text: str) -> tuple[list[str], list[str]]:
     return [x for x in lines if x.startswith("|")], [x for x in lines if not x.startswith("|")]
 
 
+def demoted(lines: list[str], levels: int) -> list[str]:
+    """Markdown lines with their headings ``levels`` down, to sit under the page's own."""
+    return [("#" * levels + line) if line.startswith("#") else line for line in lines]
+
+
 def block(runs: Path = RUNS, paper: Path = PAPER) -> str:
     table, caption = table_lines((runs / "tables" / "comparison.md").read_text())
     with paper.open() as file:
@@ -52,8 +57,8 @@ def block(runs: Path = RUNS, paper: Path = PAPER) -> str:
     claims, claim_text = table_lines((runs / "claims.md").read_text())
     title = claim_text[0].lstrip("# ")
     out += ["", f"{title} (`claims.md`):", "", *claims, ""]
-    for line in claim_text[1:]:  # the count of claims passed, then BAGS's standing by metric
-        out += ["", f"#{line}", ""] if line.startswith("## ") else [line]
+    for line in demoted(claim_text[1:], 1):  # claims passed, then BAGS's standing by metric
+        out += ["", line, ""] if line.startswith("#") else [line]
     out = [line for i, line in enumerate(out) if line or (i and out[i - 1])]  # one blank line
     return "\n".join([BEGIN, *out, END])
 
@@ -72,8 +77,7 @@ def with_quotes(text: str, root: Path = ROOT) -> str:
         path = root / match[1]
         if not path.is_file():
             raise SystemExit(f"{match[1]}: quoted in the docs but not a file of the repository")
-        lines = [f"##{line}" if line.startswith("#") else line
-                 for line in path.read_text().strip().splitlines()]  # fmt: skip
+        lines = demoted(path.read_text().strip().splitlines(), 2)
         return "\n".join([f"<!-- from {match[1]} -->", *lines, "<!-- end -->"])
 
     return QUOTED.sub(quote, text)
@@ -84,9 +88,10 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
     args = parser.parse_args()
     readme, results = ROOT / "README.md", ROOT / "docs" / "results.md"
-    updates = {readme: with_block(readme.read_text(), block()),
-               results: with_quotes(results.read_text())}  # fmt: skip
-    stale = [path for path, text in updates.items() if text != path.read_text()]
+    current = {path: path.read_text() for path in (readme, results)}
+    updates = {readme: with_block(current[readme], block()),
+               results: with_quotes(current[results])}  # fmt: skip
+    stale = [path for path, text in updates.items() if text != current[path]]
     if args.check:
         if stale:
             sys.exit(f"{', '.join(map(str, stale))}: differ from the kept runs' files; "

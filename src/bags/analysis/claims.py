@@ -161,7 +161,7 @@ def standing(rows: Mapping[str, list[Mapping[str, float | None]]], bags: str) ->
     last), and BAGS's place on each seed alone when every row has the same seeds."""
     lines = ["## Where BAGS stands among all rows", ""]
     seed_counts = {len(seeds) for seeds in rows.values()}
-    per_seed = len(seed_counts) == 1 and seed_counts.pop() > 1 and bags in rows
+    per_seed = len(seed_counts) == 1 and min(seed_counts) > 1 and bags in rows
     for key in ("AP", "AP_fixed", "AP_pool"):
         means = {label: mean_metrics(seeds, (key,))[key] for label, seeds in rows.items()}
         if all(math.isnan(v) for v in means.values()):
